@@ -1,0 +1,116 @@
+"""Turn what a client asked for into a fully resolved `GenerationParams`, or a 400 that says how to fix it.
+
+Both APIs go through `resolve()`, so the rules are the same everywhere:
+- width and height are multiples of 32 (the Wan2.2 VAE's 16x times the DiT's 2x2 patch);
+  OpenAI's "720x1280"/"1280x720" are read as FastWan's 704x1280/1280x704;
+- frames are 4k+1 (the VAE packs 4 frames per latent after the first); `seconds` becomes
+  frames = 4 * round(seconds * fps / 4) + 1;
+- a missing seed becomes a random one, which the job then reports.
+"""
+
+import math
+import re
+
+from serve_app.api.errors import invalid
+from serve_app.backends.base import GenerationParams
+from serve_app.settings import Settings
+
+SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX*]\s*(\d{1,5})\s*$")
+SIZE_ALIASES = {(720, 1280): (704, 1280), (1280, 720): (1280, 704)}
+MULTIPLE = 32
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    match = SIZE.match(size)
+    if not match:
+        raise invalid(f"size must look like WIDTHxHEIGHT, e.g. 1280x704; got {size!r}", "size")
+    width, height = int(match.group(1)), int(match.group(2))
+    return SIZE_ALIASES.get((width, height), (width, height))
+
+
+def frames_for_seconds(seconds: str | float, fps: int, settings: Settings) -> int:
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise invalid(f"seconds must be a number such as 5; got {seconds!r}", "seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise invalid("seconds must be greater than 0", "seconds")
+    longest = (settings.max_num_frames - 1) / fps
+    if value > longest:
+        raise invalid(f"seconds must be at most {longest:g} at {fps} fps", "seconds")
+    return 4 * round(value * fps / 4) + 1
+
+
+def resolve(
+    settings: Settings,
+    *,
+    prompt: str,
+    seed: int | None,
+    negative_prompt: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    num_frames: int | None = None,
+    seconds: str | float | None = None,
+    fps: int | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    image_png: bytes | None = None,
+    random_seed=None,
+) -> GenerationParams:
+    if not prompt or not prompt.strip():
+        raise invalid("prompt must not be empty", "prompt")
+    if len(prompt) > settings.max_prompt_chars:
+        raise invalid(f"prompt is {len(prompt)} characters; the limit is {settings.max_prompt_chars}", "prompt")
+    if negative_prompt and len(negative_prompt) > settings.max_prompt_chars:
+        raise invalid(f"negative_prompt is longer than {settings.max_prompt_chars} characters", "negative_prompt")
+    width = width if width is not None else settings.default_width
+    height = height if height is not None else settings.default_height
+    for name, value, limit in (("width", width, settings.max_width), ("height", height, settings.max_height)):
+        if value < MULTIPLE or value > limit or value % MULTIPLE:
+            raise invalid(f"{name} must be a multiple of {MULTIPLE} between {MULTIPLE} and {limit}; got {value}",
+                          "size" if name in ("width", "height") else name)
+    fps = fps if fps is not None else settings.default_fps
+    if not 1 <= fps <= 60:
+        raise invalid(f"fps must be between 1 and 60; got {fps}", "fps")
+    if num_frames is None:
+        num_frames = frames_for_seconds(seconds, fps, settings) if seconds is not None else settings.default_num_frames
+    if num_frames < 1 or num_frames > settings.max_num_frames or (num_frames - 1) % 4:
+        raise invalid(f"num_frames must be 4k+1 (e.g. 81 or 121) and at most {settings.max_num_frames}; "
+                      f"got {num_frames}", "num_frames")
+    steps = steps if steps is not None else settings.default_steps
+    if not 1 <= steps <= settings.max_steps:
+        raise invalid(f"num_inference_steps must be between 1 and {settings.max_steps}; got {steps}",
+                      "num_inference_steps")
+    guidance_scale = guidance_scale if guidance_scale is not None else settings.default_guidance_scale
+    if not 0 <= guidance_scale <= 20:
+        raise invalid(f"guidance_scale must be between 0 and 20; got {guidance_scale}", "guidance_scale")
+    if seed is None:
+        seed = settings.default_seed if settings.default_seed is not None else random_seed()
+    return GenerationParams(
+        prompt=prompt.strip(), negative_prompt=(negative_prompt or "").strip(), width=width, height=height,
+        num_frames=num_frames, fps=fps, num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed,
+        image_png=image_png,
+    )
+
+
+async def with_reference_image(settings: Settings, params: GenerationParams, *, reference: str | None = None,
+                                upload: bytes | None = None, param: str = "input_reference") -> GenerationParams:
+    """Attach the reference image (URL, data URL or uploaded bytes), fitted to the video size."""
+    import asyncio
+
+    from serve_app.media.fetch import FetchError, FetchPolicy
+    from serve_app.media.images import ImageError, prepare_image, read_image_reference
+
+    if upload is None and not reference:
+        return params
+    policy = FetchPolicy(max_bytes=settings.image_max_bytes, timeout_s=settings.image_fetch_timeout_s,
+                         allow_private=settings.image_url_allow_private,
+                         allowed_hosts=settings.image_url_allowed_hosts)
+    try:
+        data = upload if upload is not None else await read_image_reference(reference, policy)
+        if len(data) > settings.image_max_bytes:
+            raise ImageError(f"image is larger than {settings.image_max_bytes} bytes")
+        png = await asyncio.to_thread(prepare_image, data, params.width, params.height, settings.image_max_pixels)
+    except (ImageError, FetchError) as exc:
+        raise invalid(str(exc), param) from None
+    return params.model_copy(update={"image_png": png})

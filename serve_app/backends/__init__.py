@@ -1,0 +1,18 @@
+"""Model backends behind one interface; `create_backend` picks one from resolved settings."""
+
+from __future__ import annotations
+
+from serve_app.backends.base import Backend
+from serve_app.settings import Settings
+
+
+def create_backend(settings: Settings) -> Backend:
+    if settings.backend == "diffusers":
+        from serve_app.backends.diffusers import DiffusersBackend
+
+        return DiffusersBackend(settings)
+    if settings.backend == "fastvideo":
+        from serve_app.backends.fastvideo import FastVideoBackend
+
+        return FastVideoBackend(settings)
+    raise ValueError(f"backend {settings.backend!r} is not resolved; call Settings.resolve() first")

@@ -1,0 +1,99 @@
+"""The small interface every model backend meets, and the messages that cross the ingress/generator line.
+
+A backend is LitServe-small: `load()` once, `generate(batch)` many times, `info()` to describe itself,
+`check()` for health. Everything the generator replica sends back is uint8 frames (never fp32
+tensors), so a 720p video costs 1 byte per pixel channel on the wire.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+ProgressCallback = Callable[[int, int], None]
+"""Called by a backend as `(steps_done, steps_total)` while it denoises."""
+
+
+class GenerationParams(BaseModel):
+    """One video to make, fully resolved (no defaults left to guess)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int
+    image_png: bytes | None = Field(None, repr=False, description="reference image, already resized/cropped")
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share one denoising pass."""
+        return (self.width, self.height, self.num_frames, self.num_inference_steps, self.guidance_scale,
+                self.image_png is not None)
+
+
+class GeneratedVideo(BaseModel):
+    """One finished video as uint8 frames (T, H, W, 3) plus what it cost."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    frames: np.ndarray
+    seed: int
+    generation_sec: float
+    peak_vram_gb: float | None = None
+    batch_size: int = 1
+
+
+class ProgressEvent(BaseModel):
+    kind: Literal["progress"] = "progress"
+    step: int
+    total: int
+
+
+class ResultEvent(BaseModel):
+    kind: Literal["result"] = "result"
+    videos: list[GeneratedVideo]
+
+
+class BackendInfo(BaseModel):
+    backend: str
+    model: str
+    device: str
+    torch_version: str
+    cuda_available: bool
+    device_name: str
+    details: dict = Field(default_factory=dict)
+
+
+class BackendError(RuntimeError):
+    """A generation failed because of the request (retrying the same input would fail again)."""
+
+
+class Backend(abc.ABC):
+    """Load once, then generate batches of compatible requests."""
+
+    name: str = "base"
+
+    @abc.abstractmethod
+    def load(self) -> None: ...
+
+    @abc.abstractmethod
+    def generate(self, batch: list[GenerationParams], on_progress: ProgressCallback) -> list[GeneratedVideo]:
+        """Make one video per request, each with its own seed; all requests share `batch_key()`."""
+
+    @abc.abstractmethod
+    def info(self) -> BackendInfo: ...
+
+    def check(self) -> None:
+        """Raise if the backend can no longer generate (lost device, dead worker)."""
+
+    def close(self) -> None:
+        """Free the device; called when the replica stops."""

@@ -1,0 +1,42 @@
+"""Helpers the backends share: where the model is, what the device is called, frames to uint8."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from serve_app.settings import Settings
+
+
+def resolve_model_path(settings: Settings) -> Path:
+    """'tiny' -> the built-in tiny model (built if missing); a folder -> itself; else an HF id in the HF cache."""
+    if settings.uses_tiny_model:
+        from serve_app.models.tiny import ensure
+
+        return ensure(settings.tiny_model_dir)
+    local = Path(settings.model).expanduser()
+    if local.is_dir():
+        if not (local / "model_index.json").exists():
+            raise FileNotFoundError(f"model folder {local} has no model_index.json")
+        return local
+    from huggingface_hub import snapshot_download
+
+    # Resumable and cached: a restarted container continues a partial download.
+    return Path(snapshot_download(settings.model))
+
+
+def device_description(device: str) -> str:
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.cuda.current_device())
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def frames_to_uint8(video):
+    """(B, T, C, H, W) floats in [0, 1] on any device -> (B, T, H, W, 3) uint8 numpy, converted on the device."""
+    import torch
+
+    with torch.inference_mode():
+        u8 = video.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+        return u8.permute(0, 1, 3, 4, 2).contiguous().cpu().numpy()

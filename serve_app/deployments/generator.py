@@ -1,0 +1,102 @@
+"""The generator deployment: one replica per GPU, the model loaded once, batches run off the event loop.
+
+Model work runs in a worker thread, so the replica keeps answering health checks and status calls
+while it denoises; an asyncio lock keeps one batch on the device at a time. Progress and the
+result are streamed back to the ingress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from ray import serve
+
+from serve_app.backends import create_backend
+from serve_app.backends.base import GenerationParams, ProgressEvent, ResultEvent
+from serve_app.backends.status import GeneratorStatus
+from serve_app.settings import Settings
+
+logger = logging.getLogger("ray.serve")
+
+SELFCHECK = GenerationParams(prompt="self-check", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
+                             guidance_scale=1.0, seed=0)
+
+
+@serve.deployment(max_ongoing_requests=16, health_check_period_s=10, health_check_timeout_s=30,
+                  graceful_shutdown_timeout_s=60)
+class Generator:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.status_ = GeneratorStatus(state="loading")
+        self._lock = asyncio.Lock()
+        start = time.perf_counter()
+        self.backend = create_backend(settings)
+        self.backend.load()
+        self.status_.load_sec = round(time.perf_counter() - start, 2)
+        self.status_.info = self.backend.info()
+        if settings.selfcheck:
+            start = time.perf_counter()
+            videos = self.backend.generate([SELFCHECK], lambda *_: None)
+            frames = videos[0].frames
+            expected = (SELFCHECK.num_frames, SELFCHECK.height, SELFCHECK.width, 3)
+            if frames.shape != expected:
+                raise RuntimeError(f"self-check produced frames of shape {frames.shape}, expected {expected}")
+            self.status_.selfcheck_sec = round(time.perf_counter() - start, 2)
+        self.status_.state = "ready"
+        self._log_selfcheck()
+
+    def _log_selfcheck(self) -> None:
+        info, s = self.status_.info, self.status_
+        lines = [
+            "===== FastWan Serve generator self-check =====",
+            f"PyTorch version: {info.torch_version}",
+            f"CUDA available: {info.cuda_available}",
+            f"Device: {info.device} ({info.device_name})",
+            f"Backend: {info.backend}",
+            f"Model: {info.model}",
+            *(f"{k}: {v}" for k, v in info.details.items()),
+            f"Loaded in {s.load_sec} s; self-check generation: "
+            + (f"passed in {s.selfcheck_sec} s" if s.selfcheck_sec is not None else "skipped"),
+            "==============================================",
+        ]
+        for line in lines:
+            logger.info(line)
+
+    async def generate(self, batch: list[GenerationParams]) -> AsyncIterator[ProgressEvent | ResultEvent]:
+        """Stream ProgressEvent per denoising step, then one ResultEvent with a video per request."""
+        async with self._lock:
+            self.status_.busy = True
+            try:
+                loop = asyncio.get_running_loop()
+                events: asyncio.Queue[ProgressEvent] = asyncio.Queue()
+
+                def on_progress(done: int, total: int) -> None:
+                    loop.call_soon_threadsafe(events.put_nowait, ProgressEvent(step=done, total=total))
+
+                work = asyncio.ensure_future(asyncio.to_thread(self.backend.generate, batch, on_progress))
+                while not work.done():
+                    waiter = asyncio.ensure_future(events.get())
+                    await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    if waiter.done():
+                        yield waiter.result()
+                    else:
+                        waiter.cancel()
+                while not events.empty():
+                    yield events.get_nowait()
+                yield ResultEvent(videos=work.result())
+            finally:
+                self.status_.busy = False
+
+    def status(self) -> GeneratorStatus:
+        return self.status_
+
+    def check_health(self) -> None:
+        self.backend.check()
+
+    def __del__(self):
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()

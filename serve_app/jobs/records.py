@@ -1,0 +1,85 @@
+"""The job record: what was asked, where it stands, and where its video is.
+
+A record is stored (in the same storage as the videos) before a request is acknowledged, and
+rewritten at each state change, so any ingress replica, or a restarted one, can answer for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from serve_app.backends.base import GenerationParams
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.completed, JobStatus.failed)
+
+
+class JobError(BaseModel):
+    code: str = Field(description="machine-readable: invalid_input, generation_failed, storage_failed, ...")
+    message: str
+
+
+class JobMetrics(BaseModel):
+    queue_sec: float | None = None
+    generation_sec: float | None = None
+    encode_sec: float | None = None
+    store_sec: float | None = None
+    total_sec: float | None = None
+    peak_vram_gb: float | None = None
+    batch_size: int | None = None
+    video_bytes: int | None = None
+
+
+class JobRecord(BaseModel):
+    id: str
+    api: Literal["videos", "generate"] = "videos"
+    status: JobStatus = JobStatus.queued
+    progress: int = Field(0, ge=0, le=100)
+    created_at: int
+    started_at: int | None = None
+    completed_at: int | None = None
+    expires_at: int | None = None
+    model: str
+    params: GenerationParams = Field(description="image_png is never stored here; see input_key")
+    input_key: str | None = None
+    video_key: str | None = None
+    error: JobError | None = None
+    metrics: JobMetrics = Field(default_factory=JobMetrics)
+    idempotency_key: str | None = None
+    external_id: str | None = Field(None, description="the old worker's musetalk_job_id")
+    attempts: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return (self.params.num_frames - 1) / self.params.fps
+
+
+def new_job_id(now: float | None = None) -> str:
+    """`video_` + 12 hex digits of milliseconds + 16 random hex: sorting ids sorts by creation time."""
+    ms = int((now if now is not None else time.time()) * 1000)
+    return f"video_{ms:012x}{secrets.token_hex(8)}"
+
+
+def video_key(job_id: str) -> str:
+    return f"videos/{job_id}.mp4"
+
+
+def input_key(job_id: str) -> str:
+    return f"inputs/{job_id}.png"
+
+
+def record_key(job_id: str) -> str:
+    return f"jobs/{job_id}.json"

@@ -1,0 +1,113 @@
+"""Fetch a client-supplied URL without letting the client reach what it should not (SSRF).
+
+Every hop (the first URL and each redirect) is checked before any connection: http(s) only, the
+host resolved once, every address it resolves to must be public unless allow-listed, and the
+connection then goes to that checked address (no second DNS lookup an attacker could change).
+Size and time are capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import BaseModel, Field
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+class FetchError(ValueError):
+    """The URL was refused or could not be read; the message is meant for the client."""
+
+
+class FetchPolicy(BaseModel):
+    max_bytes: int = 20 * 1024 * 1024
+    timeout_s: float = 15.0
+    max_redirects: int = 3
+    allow_private: bool = Field(False, description="allow loopback/private/link-local targets (tests, LANs)")
+    allowed_hosts: list[str] = Field(default_factory=list, description="hosts exempt from the address check")
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({info[4][0] for info in infos})
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def check_url(url: str, policy: FetchPolicy, resolver: Resolver) -> tuple[str, str, int, str]:
+    """Validate one hop; returns (scheme, host, port, checked_address)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise FetchError(f"only http and https image URLs are accepted, not {parts.scheme or 'a bare path'}")
+    host = parts.hostname
+    if not host:
+        raise FetchError("image URL has no host")
+    if parts.username or parts.password:
+        raise FetchError("image URL must not carry credentials")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = [host] if _is_ip(host) else await resolver(host, port)
+    except OSError:
+        raise FetchError(f"image host {host} could not be resolved") from None
+    if not addresses:
+        raise FetchError(f"image host {host} could not be resolved")
+    exempt = policy.allow_private or host.lower() in {h.lower() for h in policy.allowed_hosts}
+    if not exempt:
+        for address in addresses:
+            if not _is_public(address):
+                raise FetchError(f"image URL points to a non-public address ({address}); it is refused")
+    return parts.scheme, host, port, addresses[0]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+async def fetch_url(url: str, policy: FetchPolicy, resolver: Resolver = system_resolver) -> bytes:
+    """GET `url` under `policy`, following at most `max_redirects` checked redirects."""
+    import httpx
+
+    for _ in range(policy.max_redirects + 1):
+        scheme, host, port, address = await check_url(url, policy, resolver)
+        parts = urlsplit(url)
+        pinned = parts._replace(netloc=f"[{address}]:{port}" if ":" in address else f"{address}:{port}").geturl()
+        headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept": "image/*"}
+        extensions = {"sni_hostname": host} if scheme == "https" else {}
+        try:
+            async with httpx.AsyncClient(timeout=policy.timeout_s, follow_redirects=False, trust_env=False) as client:
+                async with client.stream("GET", pinned, headers=headers, extensions=extensions) as resp:
+                    if resp.is_redirect:
+                        location = resp.headers.get("location")
+                        if not location:
+                            raise FetchError("image URL redirected without a Location")
+                        url = urljoin(url, location)
+                        continue
+                    if resp.status_code != 200:
+                        raise FetchError(f"image URL answered HTTP {resp.status_code}")
+                    declared = int(resp.headers.get("content-length") or 0)
+                    if declared > policy.max_bytes:
+                        raise FetchError(f"image is larger than {policy.max_bytes} bytes")
+                    body = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) > policy.max_bytes:
+                            raise FetchError(f"image is larger than {policy.max_bytes} bytes")
+                    return bytes(body)
+        except httpx.TimeoutException:
+            raise FetchError(f"image URL did not answer within {policy.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise FetchError(f"image URL could not be read: {type(exc).__name__}") from None
+    raise FetchError(f"image URL redirected more than {policy.max_redirects} times")

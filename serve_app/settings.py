@@ -1,0 +1,144 @@
+"""All settings in one pydantic-settings model.
+
+Sources, strongest first: environment variables (`FASTWAN_<NAME>`), then the `args:` block of
+`configs/serve.yaml`, then the defaults here. Environment wins so that one image with one
+serve.yaml can be configured per deploy (Salad, Vast.ai) without editing files.
+`resolve()` turns "auto" values into concrete ones once, in `build_app`, where the cluster's
+GPUs are known; replicas receive the resolved copy and never re-read the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from serve_app.models.layout import HF_MODEL_ID
+
+TINY_MODEL = "tiny"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FASTWAN_", extra="forbid", validate_default=True)
+
+    # --- model and backend -------------------------------------------------------------------
+    backend: Literal["auto", "diffusers", "fastvideo"] = Field(
+        "auto", description="auto: fastvideo on a GPU when installed, else diffusers")
+    model: str = Field(
+        "auto", description=f"HF id, local folder, or '{TINY_MODEL}'. auto: {HF_MODEL_ID} on a GPU, tiny on CPU")
+    served_model_name: str = Field("FastWan2.2-TI2V-5B", description="name clients send as `model`")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the node has a GPU")
+    tiny_model_dir: Path = Field(Path("models/tiny"), description="where the tiny model is built on demand")
+    cpu_threads: int | None = Field(None, ge=1, description="torch threads on CPU (default: all cores)")
+    fastvideo_executor: Literal["ray", "mp"] = Field(
+        "ray", description="FastVideo executor: ray needs no shared-memory IPC (containers without --ipc=host)")
+    selfcheck: bool = Field(True, description="run one small generation at start-up before reporting ready")
+
+    # --- generation defaults (None: the model's own, see resolve) ----------------------------
+    default_width: int | None = Field(None, description="None: 1280 (real model) or 256 (tiny)")
+    default_height: int | None = Field(None, description="None: 704 (real model) or 256 (tiny)")
+    default_num_frames: int | None = Field(None, description="None: 121 (real model) or 17 (tiny)")
+    default_fps: int = Field(24, ge=1, le=60, description="frame rate of the MP4 when the request has none")
+    default_steps: int | None = Field(None, description="None: 3 (FastWan's DMD schedule)")
+    default_guidance_scale: float = Field(1.0, description="1.0: no classifier-free guidance (FastWan is distilled)")
+    default_seed: int | None = Field(None, description="None: a random seed per job (reported back)")
+
+    # --- limits -----------------------------------------------------------------------------
+    max_width: int = Field(1920, description="largest accepted width (multiple of 32)")
+    max_height: int = Field(1920, description="largest accepted height (multiple of 32)")
+    max_num_frames: int = Field(241, description="largest accepted frame count (4k+1)")
+    max_steps: int = Field(100, description="largest accepted num_inference_steps")
+    max_prompt_chars: int = Field(4000, description="longest accepted prompt / negative prompt")
+
+    # --- reference images --------------------------------------------------------------------
+    image_max_bytes: int = Field(20 * 1024 * 1024, description="upload / download size cap")
+    image_max_pixels: int = Field(40_000_000, description="decoded width x height cap")
+    image_fetch_timeout_s: float = Field(15.0, description="time limit for downloading an image URL")
+    image_url_allow_private: bool = Field(False, description="let image URLs reach private/loopback addresses")
+    image_url_allowed_hosts: list[str] = Field(default_factory=list, description="hosts exempt from that check")
+
+    # --- storage ----------------------------------------------------------------------------
+    storage_url: str = Field("file://./data", description="file://DIR or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(None, description="R2, B2, MinIO: the S3 API endpoint")
+    s3_region: str | None = Field(None, description="S3 region (None: the AWS default chain)")
+    presign_expiry_s: int = Field(3600, ge=60, le=7 * 24 * 3600, description="lifetime of presigned video URLs")
+    content_redirect: bool = Field(True, description="content endpoint redirects to a presigned URL (s3)")
+    public_base_url: str | None = Field(None, description="base URL for links in /generate responses")
+    max_wait_s: float = Field(90, ge=0, le=3600,
+                              description="cap on `Prefer: wait=N` (Salad's gateway cuts requests at 100 s)")
+    job_ttl_s: int | None = Field(
+        None, description="report expires_at = completed_at + this (match your bucket's lifecycle rule); "
+                          "the service itself never deletes a video")
+
+    # --- MP4 encoding -----------------------------------------------------------------------
+    video_crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower: better, larger)")
+    video_preset: str = Field("veryfast", description="x264 preset (speed of the MP4 encode)")
+
+    # --- batching (live values come from the Ingress user_config) ----------------------------
+    max_batch_size: int = Field(4, ge=1, le=64, description="start value; live value: Ingress user_config")
+    batch_wait_timeout_s: float = Field(0.0, ge=0, le=10, description="start value; live value: Ingress user_config")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings, dotenv_settings, file_secret_settings)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("file://", "s3://")):
+            raise ValueError("storage_url must start with file:// or s3://")
+        return value
+
+    @property
+    def uses_tiny_model(self) -> bool:
+        return self.model == TINY_MODEL
+
+    @classmethod
+    def markdown_table(cls) -> str:
+        """The settings reference in docs/settings.md is this table."""
+        rows = ["| setting (serve.yaml `args:`) | environment variable | default | meaning |", "|---|---|---|---|"]
+        for name, field in cls.model_fields.items():
+            default = field.default_factory() if field.default_factory else field.default
+            rows.append(f"| `{name}` | `FASTWAN_{name.upper()}` | `{default}` | {field.description or ''} |")
+        return "\n".join(rows)
+
+    def resolve(self, gpus: float) -> "Settings":
+        """Return a copy with every 'auto' and None default made concrete for a node with `gpus` GPUs."""
+        update: dict = {}
+        on_gpu = gpus >= 1 if self.device == "auto" else self.device == "cuda"
+        update["device"] = "cuda" if on_gpu else "cpu"
+        if self.backend == "auto":
+            update["backend"] = "fastvideo" if on_gpu and _fastvideo_installed() else "diffusers"
+        model = self.model
+        if model == "auto":
+            model = HF_MODEL_ID if on_gpu else TINY_MODEL
+            update["model"] = model
+        small = model == TINY_MODEL
+        for name, tiny_value, real_value in (
+            ("default_width", 256, 1280),
+            ("default_height", 256, 704),
+            ("default_num_frames", 17, 121),
+            ("default_steps", 3, 3),
+        ):
+            if getattr(self, name) is None:
+                update[name] = tiny_value if small else real_value
+        return self.model_copy(update=update)
+
+
+def _fastvideo_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("fastvideo") is not None
+
+
+if __name__ == "__main__":
+    print(Settings.markdown_table())

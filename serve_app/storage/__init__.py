@@ -1,0 +1,21 @@
+"""Where job records, reference images and videos live: `file://DIR` or `s3://bucket/prefix`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serve_app.storage.base import Storage, StorageError
+
+__all__ = ["Storage", "StorageError", "open_storage"]
+
+
+def open_storage(url: str, s3_endpoint_url: str | None = None, s3_region: str | None = None) -> Storage:
+    if url.startswith("file://"):
+        from serve_app.storage.local import LocalStorage
+
+        return LocalStorage(Path(url.removeprefix("file://")), url=url)
+    if url.startswith("s3://"):
+        from serve_app.storage.s3 import S3Storage
+
+        return S3Storage(url, endpoint_url=s3_endpoint_url, region=s3_region)
+    raise ValueError(f"unsupported storage URL {url!r}: use file://DIR or s3://bucket/prefix")

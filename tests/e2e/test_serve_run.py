@@ -1,0 +1,77 @@
+"""`serve run configs/serve.yaml`, exactly as users start it (port moved to a free one), then the openai SDK."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serve_app.media.video import probe_mp4
+from tests.helpers import free_port, kill_processes_mentioning, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("serve-run")
+    config = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
+    port = free_port()
+    config["http_options"]["port"] = port
+    (work / "serve.yaml").write_text(yaml.safe_dump(config))
+    ray_tmp = tempfile.mkdtemp(prefix="fwe-", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp,
+           # reuse the session's tiny model instead of building another
+           "FASTWAN_TINY_MODEL_DIR": str(tiny_model_root), "FASTWAN_DEFAULT_NUM_FRAMES": "9",
+           "FASTWAN_DEFAULT_WIDTH": "64", "FASTWAN_DEFAULT_HEIGHT": "64"}
+    serve_bin = Path(sys.executable).with_name("serve")
+    log = open(work / "serve.log", "wb")
+    proc = subprocess.Popen([str(serve_bin), "run", str(work / "serve.yaml")], cwd=work, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ready", timeout_s=240)
+        yield f"http://127.0.0.1:{port}", work
+    except TimeoutError:
+        log.flush()
+        print((work / "serve.log").read_text()[-5000:])
+        raise
+    finally:
+        proc.send_signal(signal.SIGINT)  # serve run shuts Serve and its local Ray down on Ctrl-C
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        kill_processes_mentioning(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_openai_sdk_against_serve_run(served):
+    import openai
+
+    base_url, work = served
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+    video = client.videos.create_and_poll(prompt="a cat on a beach", poll_interval_ms=200)
+    assert video.status == "completed", video
+    probe, frames = probe_mp4(client.videos.download_content(video.id).read())
+    assert (probe.num_frames, probe.width, probe.height) == (9, 64, 64) and frames.std() > 0
+    # default storage: local files under ./data of the directory serve run was started in
+    assert (work / "data" / "videos" / f"{video.id}.mp4").is_file()
+    assert (work / "data" / "jobs" / f"{video.id}.json").is_file()
+
+
+def test_ipv6_listener(served):
+    import httpx
+
+    base_url, _ = served
+    port = base_url.rsplit(":", 1)[1]
+    try:
+        resp = httpx.get(f"http://[::1]:{port}/health", timeout=10)
+    except httpx.ConnectError:
+        pytest.skip("this machine has no IPv6 loopback")
+    assert resp.json()["status"] == "ok"

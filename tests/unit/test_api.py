@@ -1,0 +1,189 @@
+"""The HTTP layer against a fake generator (no Ray): status codes, error messages, job lifecycle."""
+
+import base64
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from serve_app.api.app import create_api
+from serve_app.jobs.service import JobService
+from serve_app.jobs.store import JobStore
+from serve_app.media.video import probe_mp4
+from serve_app.settings import Settings
+from serve_app.storage.local import LocalStorage
+from tests.fakes import FakeGenerator
+from tests.helpers import png_bytes
+
+
+@pytest.fixture
+def app(tmp_path):
+    settings = Settings(storage_url=f"file://{tmp_path}", default_width=64, default_height=64,
+                        default_num_frames=9, default_seed=None).resolve(gpus=0)
+    generator = FakeGenerator()
+    service = JobService(settings, JobStore(LocalStorage(tmp_path)), generator)
+    with TestClient(create_api(service, settings)) as client:
+        client.generator = generator
+        yield client
+
+
+def wait_done(client, video_id, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/videos/{video_id}").json()
+        if job["status"] in ("completed", "failed"):
+            return job
+        time.sleep(0.02)
+    raise TimeoutError(video_id)
+
+
+def test_create_poll_download(app):
+    resp = app.post("/v1/videos", json={"prompt": "a cat", "size": "96x64", "num_frames": 9, "seed": 5, "fps": 8})
+    assert resp.status_code == 200
+    job = resp.json()
+    assert job["object"] == "video" and job["status"] in ("queued", "in_progress")
+    assert (job["size"], job["seconds"], job["seed"], job["num_frames"]) == ("96x64", "1", 5, 9)
+    done = wait_done(app, job["id"])
+    assert done["status"] == "completed" and done["progress"] == 100
+    assert done["completed_at"] >= done["created_at"] and done["expires_at"] is None  # no TTL set
+    content = app.get(f"/v1/videos/{job['id']}/content")
+    assert content.status_code == 200 and content.headers["content-type"] == "video/mp4"
+    probe, frames = probe_mp4(content.content)
+    assert (probe.num_frames, probe.width, probe.height, probe.fps) == (9, 96, 64, 8.0)
+    assert abs(int(np.median(frames)) - 5) <= 3  # the fake's colour for seed 5 survived the encode
+
+
+def test_multipart_with_uploaded_image_and_extensions(app):
+    resp = app.post("/v1/videos", data={"prompt": "a dog", "size": "64x64", "seed": "9"},
+                    files={"input_reference": ("ref.png", png_bytes(), "image/png")})
+    assert resp.status_code == 200, resp.text
+    done = wait_done(app, resp.json()["id"])
+    assert done["status"] == "completed" and done["seed"] == 9
+
+
+def test_data_url_reference(app):
+    url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    resp = app.post("/v1/videos", json={"prompt": "x", "input_reference": url})
+    assert resp.status_code == 200 and wait_done(app, resp.json()["id"])["status"] == "completed"
+
+
+@pytest.mark.parametrize("body, status, param, words", [
+    ({"prompt": ""}, 400, "prompt", "empty"),
+    ({}, 400, "prompt", "required"),
+    ({"prompt": "x", "size": "100x64"}, 400, "size", "multiple of 32"),
+    ({"prompt": "x", "size": "wide"}, 400, "size", "WIDTHxHEIGHT"),
+    ({"prompt": "x", "num_frames": 8}, 400, "num_frames", "4k+1"),
+    ({"prompt": "x", "seconds": "abc"}, 400, "seconds", "number"),
+    ({"prompt": "x", "model": "sora-2"}, 400, "model", "not served"),
+    ({"prompt": "x", "frames": 9}, 400, "frames", "not a known field"),
+    ({"prompt": "x", "seed": -1}, 400, "seed", "greater than or equal"),
+    ({"prompt": "x", "input_reference": "file:///etc/passwd"}, 400, "input_reference", "only http and https"),
+    ({"prompt": "x", "input_reference": "data:image/png;base64,AAAA"}, 400, "input_reference", "decoded"),
+])
+def test_bad_input_gets_a_clear_4xx(app, body, status, param, words):
+    resp = app.post("/v1/videos", json=body)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["param"] == param and words in error["message"], error
+    assert error["type"] == "invalid_request_error"
+
+
+def test_bad_bodies(app):
+    assert app.post("/v1/videos", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+    assert app.post("/v1/videos", json=[1, 2]).status_code == 400
+    resp = app.post("/v1/videos", content=b"x", headers={"content-type": "text/plain"})
+    assert resp.status_code == 415 and "JSON or multipart" in resp.json()["error"]["message"]
+    resp = app.post("/v1/videos", data={"prompt": "x"}, files={"input_reference": ("a.png", b"garbage", "image/png")})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "input_reference"
+
+
+def test_unknown_ids_and_unfinished_content(app):
+    assert app.get("/v1/videos/video_0000000000000000000000000000").status_code == 404
+    assert app.get("/v1/videos/../../etc/passwd").status_code == 404
+    assert app.delete("/v1/videos/video_0000000000000000000000000000").status_code == 404
+    app.generator.delay_s = 0.5
+    job = app.post("/v1/videos", json={"prompt": "slow"}).json()
+    resp = app.get(f"/v1/videos/{job['id']}/content")
+    assert resp.status_code == 409 and "poll" in resp.json()["error"]["message"]
+    assert app.delete(f"/v1/videos/{job['id']}").status_code == 409
+    wait_done(app, job["id"])
+    assert app.get(f"/v1/videos/{job['id']}/content", params={"variant": "thumbnail"}).status_code == 400
+
+
+def test_failed_generation_is_reported_not_lost(app):
+    job = app.post("/v1/videos", json={"prompt": "please fail"}).json()
+    done = wait_done(app, job["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "generation_failed"
+    assert "told to fail" in done["error"]["message"]
+    assert app.get(f"/v1/videos/{job['id']}/content").status_code == 409
+
+
+def test_list_paginates_newest_first_and_delete(app):
+    ids = [app.post("/v1/videos", json={"prompt": f"p{i}"}).json()["id"] for i in range(5)]
+    for i in ids:
+        wait_done(app, i)
+    page = app.get("/v1/videos", params={"limit": 2}).json()
+    assert [v["id"] for v in page["data"]] == ids[::-1][:2] and page["has_more"]
+    rest = app.get("/v1/videos", params={"limit": 10, "after": page["last_id"]}).json()
+    assert [v["id"] for v in rest["data"]] == ids[::-1][2:] and not rest["has_more"]
+    asc = app.get("/v1/videos", params={"order": "asc", "limit": 1}).json()
+    assert asc["data"][0]["id"] == ids[0]
+    assert app.get("/v1/videos", params={"after": "video_nope"}).status_code == 400
+    deleted = app.delete(f"/v1/videos/{ids[0]}").json()
+    assert deleted == {"id": ids[0], "object": "video.deleted", "deleted": True}
+    assert app.get(f"/v1/videos/{ids[0]}").status_code == 404
+
+
+def test_generate_old_contract(app):
+    body = {"musetalk_job_id": "mt-1", "prompt": "hello", "num_frames": 9, "width": 64, "height": 64,
+            "steps": 2, "seed": 42, "guidance_scale": 1.0, "params": {"fps": 8}, "unknown_old_field": 1}
+    resp = app.post("/generate", json=body)
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["status"] == "succeeded" and out["error"] is None
+    assert out["metrics"]["fps"] == 8 and out["metrics"]["duration_sec"] > 0
+    video = app.get(out["output_url"].replace("http://testserver", ""))
+    assert probe_mp4(video.content)[0].num_frames == 9
+    failed = app.post("/generate", json={**body, "prompt": "please fail"})
+    assert failed.status_code == 500 and failed.json()["status"] == "failed"
+    assert "told to fail" in failed.json()["error"]
+    bad = app.post("/generate", json={**body, "width": 100})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "size"
+
+
+def test_health_and_ready(app):
+    assert app.get("/health").json() == {"status": "ok", "model_loaded": True}
+    assert app.get("/ready").status_code == 200
+    app.generator.state = "loading"
+    resp = app.get("/ready")
+    assert resp.status_code == 503 and resp.json()["reason"] == "fake says so"
+    assert app.get("/health").json() == {"status": "ok", "model_loaded": False}
+    app.generator.state = "hang"
+    resp = app.get("/ready")
+    assert resp.status_code == 503 and "starting" in resp.json()["reason"]
+
+
+def test_prefer_wait_holds_the_response_until_done(app):
+    app.generator.delay_s = 0.3
+    job = app.post("/v1/videos", json={"prompt": "waits"}, headers={"Prefer": "wait=10"}).json()
+    assert job["status"] == "completed"
+    other = app.post("/v1/videos", json={"prompt": "polls"}).json()
+    assert other["status"] == "queued"
+    assert app.get(f"/v1/videos/{other['id']}", headers={"Prefer": "wait=10"}).json()["status"] == "completed"
+    app.generator.delay_s = 2.0
+    slow = app.post("/v1/videos", json={"prompt": "slow"}).json()
+    start = time.monotonic()
+    held = app.get(f"/v1/videos/{slow['id']}", headers={"Prefer": "wait=0.3"}).json()
+    assert held["status"] in ("queued", "in_progress") and 0.25 < time.monotonic() - start < 1.5
+    assert app.get(f"/v1/videos/{slow['id']}", headers={"Prefer": "wait=soon"}).status_code == 400
+
+
+def test_reference_object_form(app):
+    url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    resp = app.post("/v1/videos", json={"prompt": "x", "input_reference": {"image_url": url}})
+    assert resp.status_code == 200 and wait_done(app, resp.json()["id"])["status"] == "completed"
+    resp = app.post("/v1/videos", data={"prompt": "x", "input_reference[image_url]": url})
+    assert resp.status_code == 200, resp.text
+    resp = app.post("/v1/videos", json={"prompt": "x", "input_reference": {"file_id": "file_1"}})
+    assert resp.status_code == 400 and "file_id" in resp.json()["error"]["message"]

@@ -1,0 +1,70 @@
+"""The model path: the tiny model through the real diffusers backend code."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve_app.backends import create_backend
+from serve_app.backends.base import GenerationParams
+from serve_app.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_root):
+    b = create_backend(Settings(model="tiny", tiny_model_dir=tiny_model_root, cpu_threads=2).resolve(gpus=0))
+    b.load()
+    yield b
+    b.close()
+
+
+def params(seed, **kw):
+    base = dict(prompt="a red car on a street", width=96, height=64, num_frames=9, fps=8, num_inference_steps=3,
+                guidance_scale=1.0, seed=seed)
+    return GenerationParams(**{**base, **kw})
+
+
+def image_png(color):
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 64), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_batch_honours_each_seed_and_matches_single_runs(backend):
+    steps = []
+    videos = backend.generate([params(1), params(2)], lambda done, total: steps.append((done, total)))
+    assert [v.seed for v in videos] == [1, 2] and all(v.batch_size == 2 for v in videos)
+    for v in videos:
+        assert v.frames.shape == (9, 64, 96, 3) and v.frames.dtype == np.uint8
+    assert steps == [(1, 3), (2, 3), (3, 3)]  # per-step progress
+    assert not np.array_equal(videos[0].frames, videos[1].frames)
+    single = backend.generate([params(2)], lambda *_: None)[0]
+    assert np.abs(single.frames.astype(int) - videos[1].frames).max() <= 1  # batched = one at a time
+
+
+def test_same_seed_same_video(backend):
+    a = backend.generate([params(7)], lambda *_: None)[0].frames
+    b = backend.generate([params(7)], lambda *_: None)[0].frames
+    assert np.array_equal(a, b)
+
+
+def test_image_to_video_uses_the_image(backend):
+    text = backend.generate([params(3)], lambda *_: None)[0].frames
+    red, blue = backend.generate([params(3, image_png=image_png((255, 0, 0))),
+                                  params(3, image_png=image_png((0, 0, 255)))], lambda *_: None)
+    assert red.frames.shape == text.shape
+    assert not np.array_equal(red.frames, text) and not np.array_equal(red.frames, blue.frames)
+
+
+def test_info_and_health(backend, tiny_model_root):
+    info = backend.info()
+    assert info.backend == "diffusers" and info.device == "cpu" and not info.cuda_available
+    assert info.torch_version and str(tiny_model_root) in info.model
+    backend.check()
+
+
+def test_check_fails_when_backend_is_gone(tiny_model_root):
+    b = create_backend(Settings(model="tiny", tiny_model_dir=tiny_model_root).resolve(gpus=0))
+    with pytest.raises(RuntimeError, match="not loaded"):
+        b.check()

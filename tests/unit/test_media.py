@@ -1,0 +1,76 @@
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve_app.media.images import ImageError, decode_data_url, prepare_image
+from serve_app.media.video import encode_mp4, probe_mp4
+
+
+def moving_square(frames=17, height=64, width=96):
+    video = np.zeros((frames, height, width, 3), np.uint8)
+    for t in range(frames):
+        video[t, 16:48, 4 * t:4 * t + 24] = (255, 128, 0)
+    return video
+
+
+def test_mp4_is_h264_yuv420p_with_requested_fps_and_frames(tmp_path):
+    frames = moving_square()
+    path = tmp_path / "v.mp4"
+    encode_mp4(frames, 12, path)
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # faststart: index first
+    probe, decoded = probe_mp4(data)
+    assert (probe.codec, probe.pix_fmt) == ("h264", "yuv420p")
+    assert (probe.num_frames, probe.width, probe.height, probe.fps) == (17, 96, 64, 12.0)
+    assert np.abs(decoded.astype(int) - frames).mean() < 4  # visually the same video
+
+
+def test_encode_rejects_wrong_arrays(tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        encode_mp4(np.zeros((3, 16, 16, 3), np.float32), 8, tmp_path / "x.mp4")
+    with pytest.raises(ValueError):
+        encode_mp4(np.zeros((3, 16, 16), np.uint8), 8, tmp_path / "x.mp4")
+
+
+def png(width, height, left=(255, 0, 0), right=(0, 0, 255), fmt="PNG"):
+    img = Image.new("RGB", (width, height), left)
+    img.paste(Image.new("RGB", (width - width // 2, height), right), (width // 2, 0))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_prepare_image_covers_then_centre_crops():
+    # 200x100 (2:1) into 64x64: scaled to 128x64, the centre 64 columns kept: half red, half blue.
+    out = Image.open(io.BytesIO(prepare_image(png(200, 100), 64, 64, 10**7)))
+    assert out.size == (64, 64) and out.mode == "RGB"
+    arr = np.asarray(out).astype(int)
+    assert arr[:, :28, 0].mean() > 200 and arr[:, :28, 2].mean() < 50
+    assert arr[:, 36:, 2].mean() > 200 and arr[:, 36:, 0].mean() < 50
+    # A tall image into a wide frame keeps the full width.
+    assert Image.open(io.BytesIO(prepare_image(png(50, 300, fmt="JPEG"), 96, 64, 10**7))).size == (96, 64)
+
+
+def test_prepare_image_refuses_what_it_cannot_use():
+    with pytest.raises(ImageError, match="could not be decoded"):
+        prepare_image(b"not an image", 64, 64, 10**7)
+    with pytest.raises(ImageError, match="limit"):
+        prepare_image(png(400, 400), 64, 64, 100_000)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="TIFF")
+    with pytest.raises(ImageError, match="not accepted"):
+        prepare_image(buf.getvalue(), 64, 64, 10**7)
+
+
+def test_data_urls():
+    raw = png(8, 8)
+    assert decode_data_url("data:image/png;base64," + base64.b64encode(raw).decode(), 10**6) == raw
+    with pytest.raises(ImageError):
+        decode_data_url("data:image/png,notbase64", 10**6)
+    with pytest.raises(ImageError):
+        decode_data_url("data:image/png;base64,@@@@", 10**6)
+    with pytest.raises(ImageError, match="larger"):
+        decode_data_url("data:image/png;base64," + "A" * 4000, 1000)
