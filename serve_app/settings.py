@@ -32,9 +32,21 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the node has a GPU")
     tiny_model_dir: Path = Field(Path("models/tiny"), description="where the tiny model is built on demand")
     cpu_threads: int | None = Field(None, ge=1, description="torch threads on CPU (default: all cores)")
+    selfcheck: bool = Field(True, description="run one small generation at start-up before reporting ready")
+
+    # --- FastVideo (GPU) ------------------------------------------------------------------------
     fastvideo_executor: Literal["ray", "mp"] = Field(
         "ray", description="FastVideo executor: ray needs no shared-memory IPC (containers without --ipc=host)")
-    selfcheck: bool = Field(True, description="run one small generation at start-up before reporting ready")
+    attention_backend: str = Field(
+        "auto", description="FASTVIDEO_ATTENTION_BACKEND (TORCH_SDPA, FLASH_ATTN, ...); auto: FastVideo's choice")
+    dit_cpu_offload: bool = Field(False, description="keep the DiT in CPU memory between uses (slow)")
+    dit_layerwise_offload: bool = Field(False, description="stream DiT layers from CPU memory (slower, less VRAM)")
+    text_encoder_cpu_offload: bool = Field(True, description="keep the 5.7B UMT5 text encoder in CPU memory")
+    vae_cpu_offload: bool = Field(False, description="keep the VAE in CPU memory between uses")
+    pin_cpu_memory: bool = Field(True, description="pinned CPU memory for offloaded weights (faster copies)")
+    torch_compile: bool = Field(False, description="torch.compile the DiT (slower start, faster steps)")
+    model_links_dir: Path = Field(Path("models/links"),
+                                  description="where a model folder gets the name FastVideo needs (a symlink)")
 
     # --- generation defaults (None: the model's own, see resolve) ----------------------------
     default_width: int | None = Field(None, description="None: 1280 (real model) or 256 (tiny)")

@@ -50,6 +50,7 @@ class GeneratedVideo(BaseModel):
     generation_sec: float
     peak_vram_gb: float | None = None
     batch_size: int = 1
+    stages: dict[str, float] = Field(default_factory=dict, description="seconds per model stage, where known")
 
 
 class ProgressEvent(BaseModel):

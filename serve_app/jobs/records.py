@@ -41,6 +41,7 @@ class JobMetrics(BaseModel):
     peak_vram_gb: float | None = None
     batch_size: int | None = None
     video_bytes: int | None = None
+    stages: dict[str, float] = Field(default_factory=dict, description="model stages (FastVideo backend)")
 
 
 class JobRecord(BaseModel):

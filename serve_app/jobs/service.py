@@ -126,7 +126,7 @@ class JobService:
         job.metrics = job.metrics.model_copy(update=dict(
             generation_sec=round(video.generation_sec, 3), encode_sec=round(encoded - started, 3),
             store_sec=round(stored - encoded, 3), total_sec=round(time.time() - live.accepted, 3),
-            peak_vram_gb=video.peak_vram_gb, batch_size=video.batch_size, video_bytes=size,
+            peak_vram_gb=video.peak_vram_gb, batch_size=video.batch_size, video_bytes=size, stages=video.stages,
         ))
         job.params = job.params.model_copy(update={"seed": video.seed})
         job.video_key, job.status, job.progress = video_key(job.id), JobStatus.completed, 100

@@ -7,6 +7,8 @@ lives in a folder named exactly `FastWan2.2-TI2V-5B-Diffusers` (FACTS 2).
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 MODEL_FOLDER_NAME = "FastWan2.2-TI2V-5B-Diffusers"
@@ -62,3 +64,43 @@ def write_model_index(folder: Path) -> None:
         "vae": ["diffusers", "AutoencoderKLWan"],
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def build_model_folder(out_root: Path, *, transformer: dict, vae: dict, text_encoder: dict, write_tokenizer,
+                       device: str = "cpu", dit_dtype: str = "bfloat16", other_dtype: str = "float32") -> Path:
+    """Random-weight FastWan2.2 folder under out_root/<MODEL_FOLDER_NAME>, written whole or not at all.
+
+    The tiny and full-size builders differ only in the sizes they pass. Weights are drawn under
+    torch.manual_seed(0) on `device` (a GPU builds the 5B model in about a minute).
+    """
+    import torch
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    target = Path(out_root) / MODEL_FOLDER_NAME
+    Path(out_root).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=out_root))
+    try:
+        torch.manual_seed(0)
+        vocab = write_tokenizer(work / "tokenizer")
+        with torch.device(device):
+            te = UMT5EncoderModel(UMT5Config(vocab_size=max(vocab, text_encoder.pop("vocab_size", 0)),
+                                             **text_encoder)).eval()
+            te.to(getattr(torch, other_dtype)).save_pretrained(work / "text_encoder")
+            del te
+            dit = WanTransformer3DModel(**transformer)
+            dit.to(getattr(torch, dit_dtype)).save_pretrained(work / "transformer")
+            del dit
+            v = AutoencoderKLWan(**vae, latents_mean=WAN22_VAE_LATENTS_MEAN, latents_std=WAN22_VAE_LATENTS_STD)
+            v.to(getattr(torch, other_dtype)).save_pretrained(work / "vae")
+            del v
+        write_scheduler(work / "scheduler")
+        write_model_index(work)
+        for path in [work, *work.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if target.exists():
+            shutil.rmtree(target)
+        work.rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target

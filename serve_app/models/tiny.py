@@ -2,7 +2,7 @@
 
 Same layout and component classes as the real `FastVideo/FastWan2.2-TI2V-5B-Diffusers` (48-channel
 Wan2.2 VAE with patchified RGB, WanTransformer3DModel, UMT5 text encoder, UniPC flow scheduler), at
-toy size (~4 MB), deterministic, offline. The folder is named `FastWan2.2-TI2V-5B-Diffusers` so
+toy size (about 2 MB), deterministic, offline. The folder is named `FastWan2.2-TI2V-5B-Diffusers` so
 FastVideo resolves the FastWan2.2 TI2V pipeline config from it (FACTS 2).
 
     python -m serve_app.models.tiny --out models/tiny
@@ -12,20 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
-from serve_app.models.layout import (
-    MODEL_FOLDER_NAME,
-    WAN22_VAE_LATENTS_MEAN,
-    WAN22_VAE_LATENTS_STD,
-    write_model_index,
-    write_scheduler,
-)
+from serve_app.models.layout import MODEL_FOLDER_NAME, build_model_folder
 
-# Toy sizes: the text encoder width must equal the DiT's text_dim.
-TEXT_DIM = 32
+TEXT_DIM = 32  # the text encoder width must equal the DiT's text_dim
 VOCAB_WORDS = [
     "a", "an", "the", "cat", "dog", "bird", "fish", "car", "boat", "tree", "sky", "sea", "sun", "moon",
     "city", "street", "forest", "river", "mountain", "beach", "snow", "rain", "night", "day", "red",
@@ -63,45 +54,19 @@ def build_tokenizer(out: Path) -> int:
 
 def build(out_root: Path) -> Path:
     """Write the tiny model under out_root/<MODEL_FOLDER_NAME>; returns that folder."""
-    import torch
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    target = out_root / MODEL_FOLDER_NAME
-    out_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out_root))
-    try:
-        torch.manual_seed(0)
-        vocab = build_tokenizer(work / "tokenizer")
-        text_encoder = UMT5EncoderModel(
-            UMT5Config(
-                vocab_size=vocab, d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                relative_attention_num_buckets=8, relative_attention_max_distance=16,
-                feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-            )
-        ).eval()
-        text_encoder.save_pretrained(work / "text_encoder")
-        transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=48,
-            out_channels=48, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=64, num_layers=2,
-            cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=1024,
-        )
-        transformer.to(torch.bfloat16).save_pretrained(work / "transformer")
-        vae = AutoencoderKLWan(
-            base_dim=8, decoder_base_dim=8, z_dim=48, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
-            temperal_downsample=[False, True, True], in_channels=12, out_channels=12, patch_size=2,
-            scale_factor_spatial=16, scale_factor_temporal=4, is_residual=True,
-            latents_mean=WAN22_VAE_LATENTS_MEAN, latents_std=WAN22_VAE_LATENTS_STD,
-        )
-        vae.save_pretrained(work / "vae")
-        write_scheduler(work / "scheduler")
-        write_model_index(work)
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)  # appears whole or not at all
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+    return build_model_folder(
+        out_root,
+        transformer=dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=48,
+                         out_channels=48, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=64, num_layers=2,
+                         cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=1024),
+        vae=dict(base_dim=8, decoder_base_dim=8, z_dim=48, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                 temperal_downsample=[False, True, True], in_channels=12, out_channels=12, patch_size=2,
+                 scale_factor_spatial=16, scale_factor_temporal=4, is_residual=True),
+        text_encoder=dict(d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                          relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                          feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
+        write_tokenizer=build_tokenizer,
+    )
 
 
 def ensure(out_root: Path) -> Path:

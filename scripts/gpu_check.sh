@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU check, in one call on the GPU machine (see docs/gpu.md):
+#   bash scripts/gpu_check.sh            # tiny model: backend tests, Serve over HTTP, ray vs mp timing
+# Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
+# the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT" /tmp/site /tmp/m
+if [ -f .gpu/site.tar.xz ] && [ ! -d /tmp/site/fastvideo ]; then tar -C /tmp/site -xJf .gpu/site.tar.xz; fi
+export PYTHONPATH=/tmp/site:$PWD RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
+export FASTVIDEO_ATTENTION_BACKEND=${FASTVIDEO_ATTENTION_BACKEND:-TORCH_SDPA} RAY_TMPDIR=/tmp/rt
+export FASTWAN_TEST_TINY_DIR=/tmp/m/tiny
+mkdir -p "$RAY_TMPDIR"
+declare -A status
+
+step() {  # step NAME TIMEOUT CMD...: run, log to $OUT/NAME.log, remember pass/fail
+  local name=$1 limit=$2; shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  status[$name]="rc=$rc $((SECONDS - start))s"
+  echo "== $name: rc=$rc in $((SECONDS - start)) s"; tail -n 25 "$OUT/$name.log"
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; python3 -V
+  python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; df -h /dev/shm | tail -1; } \
+  > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
+step backend_tests 420 scripts/box.sh python3 -m pytest tests/gpu -x -q -p no:cacheprovider -o addopts=""
+step serve_http 480 scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny --tiny-dir /tmp/m/tiny --out "$OUT"
+step ray_vs_mp 600 scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
+  --size 1280x704 --frames 121 --n 3 --out "$OUT"
+
+echo; echo "== summary"; cat "$OUT/machine.txt"
+for name in tiny_model backend_tests serve_http ray_vs_mp; do echo "$name: ${status[$name]:-not run}"; done
+[ -f "$OUT/ray_vs_mp.md" ] && cat "$OUT/ray_vs_mp.md"

@@ -1,0 +1,86 @@
+"""The FastVideo backend on a GPU with the tiny model: Ray executor, self-check, seeds, TI2V mechanism."""
+
+import io
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve_app.backends.base import GenerationParams
+from serve_app.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_root):
+    import ray
+
+    from serve_app.backends.fastvideo import FastVideoBackend
+
+    os.environ.setdefault("FASTVIDEO_ATTENTION_BACKEND", "TORCH_SDPA")
+    ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="fwg-", dir="/tmp"))
+    settings = Settings(backend="fastvideo", model="tiny", tiny_model_dir=tiny_model_root, device="cuda",
+                        fastvideo_executor=os.environ.get("FASTWAN_TEST_EXECUTOR", "ray")).resolve(gpus=1)
+    b = FastVideoBackend(settings)
+    b.load()
+    yield b
+    b.close()
+    ray.shutdown()
+
+
+def params(seed, image=None, **kw):
+    base = dict(prompt="a red car on a street", width=256, height=128, num_frames=17, fps=16,
+                num_inference_steps=3, guidance_scale=1.0, seed=seed, image_png=image)
+    return GenerationParams(**{**base, **kw})
+
+
+def png(color, size=(256, 128)):
+    img = Image.new("RGB", size, color)
+    img.paste(Image.new("RGB", (size[0] // 2, size[1]), tuple(255 - c for c in color)), (0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_self_check_reports_the_worker_and_the_fastwan_config(backend):
+    info = backend.info()
+    assert info.backend == "fastvideo" and info.cuda_available
+    assert info.details["executor check"] == "worker answered"
+    assert info.device_name and info.device_name != "unknown GPU"
+    assert type(backend.generator.fastvideo_args.pipeline_config).__name__ == "FastWan2_2_TI2V_5B_Config"
+    backend.check()
+
+
+def test_text_to_video_frames_and_seeds(backend):
+    steps = []
+    a, b = backend.generate([params(1), params(2)], lambda d, t: steps.append((d, t)))
+    assert a.frames.shape == (17, 128, 256, 3) and a.frames.dtype == np.uint8
+    assert steps == [(1, 2), (2, 2)] and a.batch_size == 2
+    again = backend.generate([params(1)], lambda *_: None)[0]
+    assert np.array_equal(a.frames, again.frames)  # each request keeps its own seed inside a batch
+    assert not np.array_equal(a.frames, b.frames)
+    assert a.peak_vram_gb and a.peak_vram_gb > 0
+
+
+def test_first_frame_conditioning_mechanism(backend):
+    """The first latent frame is the VAE encoding of the prepared image at every step and at the end."""
+    import torch
+
+    from serve_app.backends import fastvideo_ti2v
+    from serve_app.backends.fastvideo import image_tensor
+
+    image = png((250, 40, 40))
+    batch = backend.forward_batch(params(5, image))
+    batch.extra[fastvideo_ti2v.TI2V_TRACE] = True
+    result = backend._forward(batch)
+    trace = result["ti2v_trace"]
+    expected = backend._rpc(fastvideo_ti2v.encode_first_frame, image=image_tensor(image))
+    assert len(trace["steps"]) == 4  # 3 DMD steps + the final latents
+    for first_frame in trace["steps"]:
+        torch.testing.assert_close(first_frame, expected, rtol=0, atol=1e-5)
+    text = backend.generate([params(5)], lambda *_: None)[0].frames
+    red = result["frames"][0]
+    blue = backend.generate([params(5, png((40, 40, 250)))], lambda *_: None)[0].frames
+    assert red.shape == text.shape == blue.shape
+    assert not np.array_equal(red, text) and not np.array_equal(red, blue)
