@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from serve_app.media.video import probe_mp4  # noqa: E402
-from tests.helpers import png_bytes, wait_http  # noqa: E402
+from tests.helpers import png_bytes  # noqa: E402
 
 
 def main() -> int:
@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--size", default="256x128")
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--ready-timeout", type=float, default=300)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def main() -> int:
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     checks: dict[str, object] = {}
     try:
-        ready = wait_http(f"{base}/ready", timeout_s=420).json()
+        ready = wait_ready(base, proc, timeout_s=args.ready_timeout)
         checks["cold_start_s"] = round(time.perf_counter() - started, 1)
         checks["ready"] = ready
         w, h = (int(x) for x in args.size.split("x"))
@@ -90,6 +91,29 @@ def main() -> int:
     (out / "serve_check.json").write_text(json.dumps(checks, indent=2, default=str))
     print(json.dumps(checks, indent=2, default=str)[-4000:])
     return 0 if ok else 1
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float) -> dict:
+    """Until /ready is 200; gives up early if `serve run` exits or the generator keeps failing for 2 minutes."""
+    deadline, failing_since = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve run exited with {proc.returncode}")
+        try:
+            resp = httpx.get(f"{base}/ready", timeout=10)
+            body = resp.json()
+            if resp.status_code == 200:
+                return body
+            if body.get("generator", {}).get("state") == "failed":
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > 120:
+                    raise RuntimeError(f"generator keeps failing: {body.get('reason')}")
+            else:
+                failing_since = None
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(2)
+    raise TimeoutError(f"{base}/ready not ready after {timeout_s} s")
 
 
 def verify(base: str, job: dict, frames: int, width: int, height: int) -> dict:

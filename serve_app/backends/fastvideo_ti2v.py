@@ -110,6 +110,7 @@ class Ti2vDmdDenoisingStage(DmdDenoisingStage):
 def install(wrapper) -> str:
     """Swap the worker pipeline's denoising stage for the TI2V one (runs in the worker, once at start)."""
     pipeline = wrapper.worker.pipeline
+    pipeline.post_init()  # FastVideo creates the stages lazily, at the first forward; create them now
     old = pipeline._stage_name_mapping["denoising_stage"]
     if isinstance(old, Ti2vDmdDenoisingStage):
         return "already installed"

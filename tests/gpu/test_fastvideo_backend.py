@@ -78,7 +78,7 @@ def test_first_frame_conditioning_mechanism(backend):
     expected = backend._rpc(fastvideo_ti2v.encode_first_frame, image=image_tensor(image))
     assert len(trace["steps"]) == 4  # 3 DMD steps + the final latents
     for first_frame in trace["steps"]:
-        torch.testing.assert_close(first_frame, expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(first_frame, expected, rtol=1e-4, atol=1e-4)
     text = backend.generate([params(5)], lambda *_: None)[0].frames
     red = result["frames"][0]
     blue = backend.generate([params(5, png((40, 40, 250)))], lambda *_: None)[0].frames
