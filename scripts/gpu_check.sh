@@ -28,7 +28,7 @@ step() {  # step NAME TIMEOUT CMD...: run, log to $OUT/NAME.log, remember pass/f
   > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
-step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -x -q -p no:cacheprovider -o addopts=""
+step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""
 step serve_http 270 scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
 step ray_vs_mp 300 scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
   --size 1280x704 --frames 121 --n 3 --out "$OUT"
