@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, in one call on the GPU machine (see docs/gpu.md):
 #   bash scripts/gpu_check.sh            # tiny model: backend tests, Serve over HTTP, ray vs mp timing
+#   bash scripts/gpu_check.sh full "bare variants cap32"   # full-size model: bench/gpu_bench.py modes
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
 set -uo pipefail
@@ -27,6 +28,14 @@ step() {  # step NAME TIMEOUT CMD...: run, log to $OUT/NAME.log, remember pass/f
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; df -h /dev/shm | tail -1; } \
   > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
+if [ "${1:-tiny}" = full ]; then
+  step full_model 300 python3 -m serve_app.models.full --out /tmp/full
+  step bench 560 python3 bench/gpu_bench.py --model-dir /tmp/full/FastWan2.2-TI2V-5B-Diffusers --out "$OUT" \
+    ${3:-} ${2:-bare variants cap32}
+  python3 bench/gpu_bench.py --out "$OUT" report
+  echo "full_model: ${status[full_model]}  bench: ${status[bench]}"
+  exit 0
+fi
 step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
 step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""
 step serve_http 270 scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200

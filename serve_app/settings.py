@@ -39,12 +39,21 @@ class Settings(BaseSettings):
         "ray", description="FastVideo executor: ray needs no shared-memory IPC (containers without --ipc=host)")
     attention_backend: str = Field(
         "auto", description="FASTVIDEO_ATTENTION_BACKEND (TORCH_SDPA, FLASH_ATTN, ...); auto: FastVideo's choice")
+    memory_profile: Literal["auto", "speed", "fit-32gb"] = Field(
+        "auto", description="speed: every model on the GPU; fit-32gb: the text encoder waits in CPU memory "
+                            "(RTX 5090). auto: fit-32gb on cards of 40 GB or less, else speed")
     dit_cpu_offload: bool = Field(False, description="keep the DiT in CPU memory between uses (slow)")
     dit_layerwise_offload: bool = Field(False, description="stream DiT layers from CPU memory (slower, less VRAM)")
-    text_encoder_cpu_offload: bool = Field(True, description="keep the 5.7B UMT5 text encoder in CPU memory")
+    text_encoder_cpu_offload: bool | None = Field(
+        None, description="keep the 5.7B UMT5 text encoder in CPU memory; None: from memory_profile")
     vae_cpu_offload: bool = Field(False, description="keep the VAE in CPU memory between uses")
     pin_cpu_memory: bool = Field(True, description="pinned CPU memory for offloaded weights (faster copies)")
-    torch_compile: bool = Field(False, description="torch.compile the DiT (slower start, faster steps)")
+    text_encoder_precision: Literal["fp32", "bf16"] = Field(
+        "bf16", description="UMT5 text encoder precision (bf16: half the memory, what Wan itself uses)")
+    vae_decode_precision: Literal["fp32", "bf16"] = Field("bf16", description="precision of the VAE decode")
+    torch_compile: bool = Field(False, description="torch.compile the DiT blocks (slower start, faster steps)")
+    gpu_memory_limit_gb: float | None = Field(
+        None, gt=0, description="cap the GPU worker's memory (simulate a smaller card on a bigger one)")
     model_links_dir: Path = Field(Path("models/links"),
                                   description="where a model folder gets the name FastVideo needs (a symlink)")
 

@@ -28,7 +28,8 @@ class FakeGenerator:
             raise RuntimeError("the fake generator was told to fail")
         yield ResultEvent(videos=[
             GeneratedVideo(frames=np.full((p.num_frames, p.height, p.width, 3), p.seed % 256, np.uint8),
-                           seed=p.seed, generation_sec=self.delay_s, batch_size=len(batch)) for p in batch])
+                           seed=p.seed, generation_sec=self.delay_s, batch_size=len(batch), pixel_format="rgb24")
+            for p in batch])
 
     async def status(self, timeout_s: float) -> GeneratorStatus:
         if self.state == "hang":

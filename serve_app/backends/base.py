@@ -1,8 +1,8 @@
 """The small interface every model backend meets, and the messages that cross the ingress/generator line.
 
 A backend is LitServe-small: `load()` once, `generate(batch)` many times, `info()` to describe itself,
-`check()` for health. Everything the generator replica sends back is uint8 frames (never fp32
-tensors), so a 720p video costs 1 byte per pixel channel on the wire.
+`check()` for health. Videos leave the model's device as uint8 YUV 4:2:0 (what H.264 stores): 1.5
+bytes a pixel on the wire instead of 12 for fp32 RGB, and no colour conversion left for the encoder.
 """
 
 from __future__ import annotations
@@ -41,16 +41,28 @@ class GenerationParams(BaseModel):
 
 
 class GeneratedVideo(BaseModel):
-    """One finished video as uint8 frames (T, H, W, 3) plus what it cost."""
+    """One finished video as uint8 frames plus what it cost.
+
+    `yuv420p` frames are I420 planes, (T, H * 3 // 2, W); `rgb24` frames are (T, H, W, 3).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     frames: np.ndarray
+    pixel_format: Literal["yuv420p", "rgb24"] = "yuv420p"
     seed: int
     generation_sec: float
     peak_vram_gb: float | None = None
     batch_size: int = 1
     stages: dict[str, float] = Field(default_factory=dict, description="seconds per model stage, where known")
+
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """(frames, height, width)."""
+        if self.pixel_format == "rgb24":
+            return self.frames.shape[0], self.frames.shape[1], self.frames.shape[2]
+        return self.frames.shape[0], self.frames.shape[1] * 2 // 3, self.frames.shape[2]
 
 
 class ProgressEvent(BaseModel):

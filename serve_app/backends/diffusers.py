@@ -18,7 +18,8 @@ from serve_app.backends.base import (
     GenerationParams,
     ProgressCallback,
 )
-from serve_app.backends.torch_utils import device_description, frames_to_uint8, resolve_model_path
+from serve_app.backends.torch_utils import device_description, resolve_model_path
+from serve_app.media.yuv import rgb_to_i420
 from serve_app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class DiffusersBackend(Backend):
                 callback_on_step_end=callback,
                 **extra,
             ).frames
-        frames = frames_to_uint8(out)  # (B, T, H, W, 3) uint8 on the CPU
+        frames = rgb_to_i420(out).cpu().numpy()  # (B, T, H*3/2, W): YUV 4:2:0 made on the device
         elapsed = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated() / 1e9 if self.settings.device == "cuda" else None
         return [

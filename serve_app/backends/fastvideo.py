@@ -73,6 +73,9 @@ class FastVideoBackend(Backend):
         from fastvideo.api.sampling_param import SamplingParam
 
         self.model_path = fastvideo_model_path(resolve_model_path(s), s.model_links_dir)
+        self.profile = memory_profile(s)
+        te_offload = s.text_encoder_cpu_offload if s.text_encoder_cpu_offload is not None \
+            else self.profile == "fit-32gb"
         generator_cls = serve_video_generator_class()
         self.generator = generator_cls.from_pretrained(
             str(self.model_path),
@@ -80,11 +83,11 @@ class FastVideoBackend(Backend):
             distributed_executor_backend=s.fastvideo_executor,
             dit_cpu_offload=s.dit_cpu_offload,
             dit_layerwise_offload=s.dit_layerwise_offload,
-            text_encoder_cpu_offload=s.text_encoder_cpu_offload,
+            text_encoder_cpu_offload=te_offload,
             image_encoder_cpu_offload=True,
             vae_cpu_offload=s.vae_cpu_offload,
             pin_cpu_memory=s.pin_cpu_memory,
-            enable_torch_compile=s.torch_compile,
+            text_encoder_precisions=(s.text_encoder_precision,),
         )
         config = type(self.generator.fastvideo_args.pipeline_config).__name__
         if config != EXPECTED_CONFIG:
@@ -92,8 +95,18 @@ class FastVideoBackend(Backend):
         self.sampling = SamplingParam.from_pretrained(str(self.model_path))
         from serve_app.backends import fastvideo_ti2v, fastvideo_worker
 
+        self.generator.fastvideo_args.pipeline_config.vae_decode_precision = s.vae_decode_precision
         self._rpc(fastvideo_ti2v.install)
+        if s.gpu_memory_limit_gb:
+            self._rpc(fastvideo_worker.limit_memory, gigabytes=s.gpu_memory_limit_gb)
+        if s.torch_compile:
+            self._rpc(fastvideo_worker.compile_transformer)
         self.worker = self._rpc(fastvideo_worker.describe_worker)
+        cfg = self.generator.fastvideo_args.pipeline_config
+        self.worker.update(memory_profile=self.profile, text_encoder_cpu_offload=te_offload,
+                           text_encoder_precisions=list(cfg.text_encoder_precisions),
+                           vae_decode_precision=cfg.vae_decode_precision, torch_compile=s.torch_compile,
+                           gpu_memory_limit_gb=s.gpu_memory_limit_gb)
 
     def _rpc(self, fn, **kwargs):
         """Run `fn(worker_wrapper, **kwargs)` in the GPU worker process (module-level functions only)."""
@@ -142,10 +155,10 @@ class FastVideoBackend(Backend):
         try:
             if self.settings.fastvideo_executor == "ray":
                 return self._rpc(fastvideo_worker.forward_frames, forward_batch=forward_batch, fastvideo_args=args)
-            # mp: the video comes back by CUDA IPC; quantise here on the GPU, then copy 1 byte per value.
+            # mp: the video comes back by CUDA IPC; convert it here on the GPU, then copy 1.5 bytes a pixel.
             out = self.generator.executor.execute_forward(forward_batch, args)
             extra = out.extra or {}
-            result = {"frames": fastvideo_worker.video_to_uint8_frames(out.output).cpu().numpy(),
+            result = {"frames": fastvideo_worker.video_to_i420(out.output).cpu().numpy(),
                       "peak_memory_mb": extra.get("peak_memory_mb"),
                       "stages": fastvideo_worker.stage_times(out.logging_info)}
             if isinstance(extra.get("serve_ti2v_trace"), dict):
@@ -188,6 +201,33 @@ class FastVideoBackend(Backend):
             except Exception:  # noqa: BLE001 - best effort on the way down
                 logger.exception("FastVideo executor shutdown failed")
             self.generator = None
+
+
+def gpu_memory_gb() -> float | None:
+    """Memory of the node's first GPU, read through NVML: the Ray-executor replica itself holds no GPU."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total / 1e9
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVML: fall back to torch, then to unknown
+        try:
+            import torch
+
+            return torch.cuda.get_device_properties(0).total_memory / 1e9 if torch.cuda.is_available() else None
+        except Exception:  # noqa: BLE001
+            return None
+
+
+def memory_profile(settings: Settings) -> str:
+    """`auto` -> fit-32gb on cards (or caps) of 40 GB or less, speed above (FastWan needs about 30 GB)."""
+    if settings.memory_profile != "auto":
+        return settings.memory_profile
+    memory = settings.gpu_memory_limit_gb or gpu_memory_gb()
+    return "fit-32gb" if memory is not None and memory <= 40 else "speed"
 
 
 def image_tensor(png: bytes):

@@ -102,7 +102,7 @@ class Ti2vDmdDenoisingStage(DmdDenoisingStage):
         latents[:, 0] = z0
         if trace is not None:
             trace.append(latents[:, 0].float().cpu())
-            batch.extra[TI2V_TRACE] = {"steps": trace, "z0": z0.float().cpu()}
+            batch.extra[TI2V_TRACE] = {"steps": trace, "z0": z0.float().cpu(), "dtype": str(latents.dtype)}
         batch.latents = latents.permute(0, 2, 1, 3, 4)  # (B, C, T, H, W) for the decoding stage
         return batch
 

@@ -1,4 +1,4 @@
-"""Helpers the backends share: where the model is, what the device is called, frames to uint8."""
+"""Helpers the backends share: where the model is, and what the device is called."""
 
 from __future__ import annotations
 
@@ -31,12 +31,3 @@ def device_description(device: str) -> str:
     if device == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.cuda.current_device())
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def frames_to_uint8(video):
-    """(B, T, C, H, W) floats in [0, 1] on any device -> (B, T, H, W, 3) uint8 numpy, converted on the device."""
-    import torch
-
-    with torch.inference_mode():
-        u8 = video.mul(255).round_().clamp_(0, 255).to(torch.uint8)
-        return u8.permute(0, 1, 3, 4, 2).contiguous().cpu().numpy()

@@ -39,11 +39,10 @@ class Generator:
         self.status_.info = self.backend.info()
         if settings.selfcheck:
             start = time.perf_counter()
-            videos = self.backend.generate([SELFCHECK], lambda *_: None)
-            frames = videos[0].frames
-            expected = (SELFCHECK.num_frames, SELFCHECK.height, SELFCHECK.width, 3)
-            if frames.shape != expected:
-                raise RuntimeError(f"self-check produced frames of shape {frames.shape}, expected {expected}")
+            video = self.backend.generate([SELFCHECK], lambda *_: None)[0]
+            expected = (SELFCHECK.num_frames, SELFCHECK.height, SELFCHECK.width)
+            if video.size != expected:
+                raise RuntimeError(f"self-check produced a {video.size} video, expected {expected}")
             self.status_.selfcheck_sec = round(time.perf_counter() - start, 2)
         self.status_.state = "ready"
         self._log_selfcheck()

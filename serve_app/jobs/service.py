@@ -114,8 +114,8 @@ class JobService:
         started = time.perf_counter()
         path = self.store.storage.staging_dir() / f"{job.id}.mp4"
         try:
-            await asyncio.to_thread(encode_mp4, video.frames, job.params.fps, path,
-                                    self.settings.video_crf, self.settings.video_preset)
+            await asyncio.to_thread(encode_mp4, video.frames, job.params.fps, path, self.settings.video_crf,
+                                    self.settings.video_preset, video.pixel_format)
             encoded = time.perf_counter()
             size = path.stat().st_size
             await asyncio.to_thread(self.store.storage.put_file, video_key(job.id), path, "video/mp4")

@@ -21,21 +21,35 @@ class VideoProbe(BaseModel):
     fps: float
 
 
-def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18, preset: str = "veryfast") -> None:
-    """Encode (T, H, W, 3) uint8 RGB frames into `path`; H.264 needs even sides, which every model size has."""
+BT709 = "colorprim=bt709:transfer=bt709:colormatrix=bt709"  # what serve_app.media.yuv produces
+
+
+def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18, preset: str = "veryfast",
+               pixel_format: str = "yuv420p") -> None:
+    """Encode uint8 frames into `path` as H.264 yuv420p, tagged BT.709 limited range.
+
+    `yuv420p`: I420 planes (T, H * 3 // 2, W), as the backends deliver them (no conversion here).
+    `rgb24`: (T, H, W, 3), converted with BT.709 by swscale. Sides must be even (every model size is).
+    """
     import av
 
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
-    _, height, width, _ = frames.shape
+    if frames.dtype != np.uint8 or not (
+            (pixel_format == "rgb24" and frames.ndim == 4 and frames.shape[-1] == 3)
+            or (pixel_format == "yuv420p" and frames.ndim == 3 and frames.shape[1] % 3 == 0)):
+        raise ValueError(f"expected uint8 {pixel_format} frames, got {frames.shape} {frames.dtype}")
+    height = frames.shape[1] if pixel_format == "rgb24" else frames.shape[1] * 2 // 3
+    width = frames.shape[2]
     # faststart moves the index to the front so a player can stream from a presigned URL at once
     # (it rewrites the file at close, hence a real file rather than a memory buffer).
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        stream.options = {"crf": str(crf), "preset": preset, "x264-params": BT709}
+        for array in frames:
+            frame = av.VideoFrame.from_ndarray(array, format=pixel_format)
+            if pixel_format == "rgb24":
+                frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
+            container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
 

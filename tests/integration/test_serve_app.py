@@ -101,7 +101,7 @@ def test_generator_streams_progress_per_step(serve_cluster):
                               guidance_scale=1.0, seed=1)
     events = list(handle.options(stream=True).generate.remote([params]))
     assert [(e.step, e.total) for e in events if isinstance(e, ProgressEvent)] == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert isinstance(events[-1], ResultEvent) and events[-1].videos[0].frames.shape == (5, 64, 64, 3)
+    assert isinstance(events[-1], ResultEvent) and events[-1].videos[0].size == (5, 64, 64)
 
 
 def test_health_and_ready(serve_cluster):

@@ -41,7 +41,8 @@ class RecordingGenerator:
         yield ProgressEvent(step=1, total=1)
         yield ResultEvent(videos=[
             GeneratedVideo(frames=np.full((p.num_frames, p.height, p.width, 3), p.seed % 255, np.uint8),
-                           seed=p.seed, generation_sec=0.0, batch_size=len(batch)) for p in batch])
+                           seed=p.seed, generation_sec=0.0, batch_size=len(batch), pixel_format="rgb24")
+            for p in batch])
 
     async def status(self, timeout_s):
         raise NotImplementedError
@@ -56,4 +57,4 @@ def test_run_batch_returns_one_outcome_per_item_in_order(tmp_path):
     assert [o.seed for o in (outcomes[0], outcomes[2], outcomes[3])] == [1, 3, 4]
     assert outcomes[0].batch_size == 2 and outcomes[3].batch_size == 1
     assert isinstance(outcomes[1], RuntimeError) and "boom" in str(outcomes[1])
-    assert outcomes[3].frames.shape == (9, 64, 96, 3)
+    assert outcomes[3].size == (9, 64, 96)

@@ -36,7 +36,7 @@ def test_batch_honours_each_seed_and_matches_single_runs(backend):
     videos = backend.generate([params(1), params(2)], lambda done, total: steps.append((done, total)))
     assert [v.seed for v in videos] == [1, 2] and all(v.batch_size == 2 for v in videos)
     for v in videos:
-        assert v.frames.shape == (9, 64, 96, 3) and v.frames.dtype == np.uint8
+        assert v.size == (9, 64, 96) and v.frames.dtype == np.uint8 and v.pixel_format == "yuv420p"
     assert steps == [(1, 3), (2, 3), (3, 3)]  # per-step progress
     assert not np.array_equal(videos[0].frames, videos[1].frames)
     single = backend.generate([params(2)], lambda *_: None)[0]
@@ -53,7 +53,7 @@ def test_image_to_video_uses_the_image(backend):
     text = backend.generate([params(3)], lambda *_: None)[0].frames
     red, blue = backend.generate([params(3, image_png=image_png((255, 0, 0))),
                                   params(3, image_png=image_png((0, 0, 255)))], lambda *_: None)
-    assert red.frames.shape == text.shape
+    assert red.size == (9, 64, 96) and red.frames.shape == text.shape
     assert not np.array_equal(red.frames, text) and not np.array_equal(red.frames, blue.frames)
 
 

@@ -47,3 +47,16 @@ def test_gpu_default_is_fastvideo_ray_when_installed(monkeypatch):
     opts = generator_options(s)
     assert opts["ray_actor_options"]["num_gpus"] == 0 and opts["placement_group_bundles"] == [{"CPU": 1, "GPU": 1}]
     assert Settings().resolve(gpus=0).backend == "diffusers"  # no GPU: the CPU fallback
+
+
+def test_memory_profile_follows_the_card(monkeypatch):
+    import serve_app.backends.fastvideo as fv
+
+    monkeypatch.setattr(fv, "gpu_memory_gb", lambda: 34.2)  # an RTX 5090 reports about 34 GB
+    assert fv.memory_profile(Settings()) == "fit-32gb"
+    monkeypatch.setattr(fv, "gpu_memory_gb", lambda: 85.0)  # H100
+    assert fv.memory_profile(Settings()) == "speed"
+    assert fv.memory_profile(Settings(gpu_memory_limit_gb=32)) == "fit-32gb"  # a cap counts as the card
+    assert fv.memory_profile(Settings(memory_profile="fit-32gb")) == "fit-32gb"
+    monkeypatch.setattr(fv, "gpu_memory_gb", lambda: None)
+    assert fv.memory_profile(Settings()) == "speed"

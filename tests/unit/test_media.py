@@ -16,10 +16,20 @@ def moving_square(frames=17, height=64, width=96):
     return video
 
 
-def test_mp4_is_h264_yuv420p_with_requested_fps_and_frames(tmp_path):
+def to_i420(rgb_uint8):
+    import torch
+
+    from serve_app.media.yuv import rgb_to_i420
+
+    video = torch.from_numpy(rgb_uint8).permute(0, 3, 1, 2)[None].float() / 255
+    return rgb_to_i420(video)[0].numpy()
+
+
+@pytest.mark.parametrize("pixel_format", ["yuv420p", "rgb24"])
+def test_mp4_is_h264_yuv420p_with_requested_fps_and_frames(tmp_path, pixel_format):
     frames = moving_square()
     path = tmp_path / "v.mp4"
-    encode_mp4(frames, 12, path)
+    encode_mp4(frames if pixel_format == "rgb24" else to_i420(frames), 12, path, pixel_format=pixel_format)
     data = path.read_bytes()
     assert data.find(b"moov") < data.find(b"mdat")  # faststart: index first
     probe, decoded = probe_mp4(data)
@@ -30,9 +40,26 @@ def test_mp4_is_h264_yuv420p_with_requested_fps_and_frames(tmp_path):
 
 def test_encode_rejects_wrong_arrays(tmp_path):
     with pytest.raises(ValueError, match="uint8"):
-        encode_mp4(np.zeros((3, 16, 16, 3), np.float32), 8, tmp_path / "x.mp4")
+        encode_mp4(np.zeros((3, 16, 16, 3), np.float32), 8, tmp_path / "x.mp4", pixel_format="rgb24")
     with pytest.raises(ValueError):
-        encode_mp4(np.zeros((3, 16, 16), np.uint8), 8, tmp_path / "x.mp4")
+        encode_mp4(np.zeros((3, 16, 16), np.uint8), 8, tmp_path / "x.mp4", pixel_format="rgb24")
+    with pytest.raises(ValueError):
+        encode_mp4(np.zeros((3, 16, 16, 3), np.uint8), 8, tmp_path / "x.mp4")  # yuv420p is 3-d
+
+
+def test_yuv_conversion_keeps_colours_and_is_tagged_bt709(tmp_path):
+    """Saturated colours survive GPU-side BT.709 conversion + decode (an untagged stream would shift them)."""
+    frames = np.zeros((5, 64, 64, 3), np.uint8)
+    frames[:, :, :32] = (220, 40, 30)
+    frames[:, :, 32:] = (20, 60, 200)
+    path = tmp_path / "c.mp4"
+    encode_mp4(to_i420(frames), 8, path, crf=0)
+    probe, decoded = probe_mp4(path.read_bytes())
+    assert np.abs(decoded.astype(int) - frames)[:, 4:-4, list(range(4, 28)) + list(range(36, 60))].max() <= 3
+    import av
+
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.colorspace == 1  # BT.709 in the stream
 
 
 def png(width, height, left=(255, 0, 0), right=(0, 0, 255), fmt="PNG"):

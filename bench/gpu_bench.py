@@ -1,0 +1,256 @@
+"""Full-size FastWan2.2 speed and memory on one GPU: bare FastVideo against this service, same run.
+
+Modes (each runs in its own process, so each starts with a clean GPU; results go to OUT/<mode>.json):
+  bare        FastVideo's VideoGenerator as its docs show it (mp executor), no offload, its default precisions
+  bare-same   the same VideoGenerator at this service's settings (bf16 text encoder and VAE decode)
+  variants    this service's backend (Ray executor): VAE decode fp32 -> bf16 -> + torch.compile, one load
+  cap32       this service's 32 GB profile under a 32 GB memory cap (torch.cuda.set_per_process_memory_fraction)
+  service     `serve run configs/serve.yaml` (in scripts/box.sh): cold start, then HTTP submit -> MP4 stored
+  report      merge the JSON files into a markdown table and a stage plot (PNG)
+
+    python bench/gpu_bench.py --model-dir /tmp/full --out $OUT bare variants cap32
+    python bench/gpu_bench.py --out DIR report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+START = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SIZE = dict(width=1280, height=704, num_frames=121)
+PROMPT = "a corgi running along a beach at sunset, waves, cinematic"
+
+
+def _video_params(seed):
+    from serve_app.backends.base import GenerationParams
+
+    return GenerationParams(prompt=PROMPT, fps=24, num_inference_steps=3, guidance_scale=1.0, seed=seed, **SIZE)
+
+
+def _gpu_name():
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
+def run_bare(args, same_settings: bool) -> dict:
+    """FastVideo alone: load, one warm-up video, then timed ones; frames in hand (return_frames)."""
+    os.environ["FASTVIDEO_STAGE_LOGGING"] = "1"
+    from fastvideo import VideoGenerator
+
+    from serve_app.backends.fastvideo import fastvideo_model_path
+
+    path = fastvideo_model_path(Path(args.model_dir), Path("/tmp/links"))
+    extra = dict(text_encoder_precisions=("bf16",)) if same_settings else {}
+    t = time.perf_counter()
+    gen = VideoGenerator.from_pretrained(str(path), num_gpus=1, distributed_executor_backend="mp",
+                                         dit_cpu_offload=False, dit_layerwise_offload=False,
+                                         text_encoder_cpu_offload=False, vae_cpu_offload=False,
+                                         image_encoder_cpu_offload=False, **extra)
+    if same_settings:
+        gen.fastvideo_args.pipeline_config.vae_decode_precision = "bf16"
+    load_s, ready_s = time.perf_counter() - t, time.perf_counter() - START
+    runs = []
+    for seed in range(args.n + 1):
+        t = time.perf_counter()
+        out = gen.generate_video(PROMPT, seed=seed, save_video=False, return_frames=True,
+                                 num_inference_steps=3, fps=24, **SIZE)
+        seconds = time.perf_counter() - t
+        info = out.get("logging_info")
+        stages = {k: round(v.get("execution_time", 0), 3) for k, v in getattr(info, "stages", {}).items()}
+        runs.append({"seconds": round(seconds, 3), "stages": stages,
+                     "peak_gb": round((out.get("peak_memory_mb") or 0) / 1024, 2)})
+    gen.executor.shutdown()
+    return {"load_s": round(load_s, 1), "process_to_ready_s": round(ready_s, 1), "runs": runs[1:],
+            "warmup": runs[0], "gpu": _gpu_name()}
+
+
+def _backend(args, **overrides):
+    import ray
+
+    from serve_app.backends.fastvideo import FastVideoBackend
+    from serve_app.settings import Settings
+
+    ray.init(include_dashboard=False, _temp_dir="/tmp/rb", ignore_reinit_error=True)
+    settings = Settings(backend="fastvideo", model=args.model_dir, device="cuda", **overrides).resolve(gpus=1)
+    backend = FastVideoBackend(settings)
+    t = time.perf_counter()
+    backend.load()
+    return backend, time.perf_counter() - t
+
+
+def _timed(backend, n) -> dict:
+    runs = []
+    for seed in range(n + 1):
+        t = time.perf_counter()
+        video = backend.generate([_video_params(seed)], lambda *_: None)[0]
+        runs.append({"seconds": round(time.perf_counter() - t, 3), "stages": video.stages,
+                     "peak_gb": video.peak_vram_gb})
+    return {"runs": runs[1:], "warmup": runs[0]}
+
+
+def run_variants(args) -> dict:
+    from serve_app.backends import fastvideo_worker
+
+    backend, load_s = _backend(args, memory_profile="speed", vae_decode_precision="fp32")
+    out = {"load_s": round(load_s, 1), "gpu": _gpu_name(), "variants": {}}
+    out["variants"]["vae fp32"] = _timed(backend, args.n)
+    backend.generator.fastvideo_args.pipeline_config.vae_decode_precision = "bf16"
+    out["variants"]["vae bf16"] = _timed(backend, args.n)
+    t = time.perf_counter()
+    try:
+        backend._rpc(fastvideo_worker.compile_transformer)
+        out["variants"]["vae bf16 + compile"] = _timed(backend, args.n)
+        out["variants"]["vae bf16 + compile"]["first_call_s"] = round(time.perf_counter() - t, 1)
+    except Exception as exc:  # noqa: BLE001 - recorded, the other variants still count
+        out["compile_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+    backend.close()
+    return out
+
+
+def run_cap32(args) -> dict:
+    backend, load_s = _backend(args, memory_profile="auto", vae_decode_precision="bf16",
+                               gpu_memory_limit_gb=32, torch_compile=args.compile)
+    assert backend.profile == "fit-32gb", backend.profile
+    out = {"load_s": round(load_s, 1), "gpu": _gpu_name(), "limit_gb": 32, "compile": args.compile,
+           **_timed(backend, args.n)}
+    backend.close()
+    return out
+
+
+def run_service(args) -> dict:
+    """`serve run` the shipped config with the full-size model; HTTP submit -> completed (MP4 stored)."""
+    import signal
+    import tempfile
+
+    import httpx
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix="svc-"))
+    config = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
+    app = config["applications"][0]
+    app["args"].update(model=args.model_dir, storage_url=f"file://{work}/data", torch_compile=args.compile)
+    app["runtime_env"]["env_vars"]["FASTVIDEO_ATTENTION_BACKEND"] = os.environ.get(
+        "FASTVIDEO_ATTENTION_BACKEND", "TORCH_SDPA")
+    (work / "serve.yaml").write_text(yaml.safe_dump(config))
+    base = f"http://127.0.0.1:{config['http_options']['port']}"
+    cmd = ["scripts/box.sh", sys.executable, "-c",
+           "import sys; from ray.serve.scripts import cli; sys.exit(cli())", "run", str(work / "serve.yaml")]
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp")}
+    log = open(Path(args.out) / "service_run.log", "wb")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    out: dict = {"gpu": _gpu_name()}
+    try:
+        while True:
+            if proc.poll() is not None or time.perf_counter() - t0 > 420:
+                raise RuntimeError("serve run did not become ready")
+            try:
+                if httpx.get(f"{base}/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        out["cold_start_s"] = round(time.perf_counter() - t0, 1)
+        out["ready"] = httpx.get(f"{base}/ready", timeout=5).json()
+        runs = []
+        with httpx.Client(timeout=600) as client:
+            for seed in range(args.n + 1):
+                t = time.perf_counter()
+                job = client.post(f"{base}/v1/videos", headers={"Prefer": "wait=500"},
+                                  json={"prompt": PROMPT, "size": "1280x704", "num_frames": 121, "seed": seed}).json()
+                seconds = time.perf_counter() - t
+                assert job["status"] == "completed", job
+                assert (work / "data" / "videos" / f"{job['id']}.mp4").stat().st_size > 0
+                runs.append({"seconds": round(seconds, 3), "metrics": job["metrics"]})
+        out["runs"], out["warmup"] = runs[1:], runs[0]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return out
+
+
+def median_s(result: dict) -> float:
+    return statistics.median(r["seconds"] for r in result["runs"])
+
+
+def report(out_dir: Path) -> str:
+    load = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json") if p.stem in MODES}
+    rows = ["| configuration | per video s (median) | stages s (text / denoise / VAE decode / rest) | peak GPU GB |",
+            "|---|---|---|---|"]
+
+    def stage_cells(stages: dict, total: float) -> str:
+        te = sum(v for k, v in stages.items() if "encoding" in k.lower() and "prompt" in k.lower() or "TextEnc" in k)
+        dn = sum(v for k, v in stages.items() if "denois" in k.lower())
+        dec = sum(v for k, v in stages.items() if "decod" in k.lower())
+        return f"{te:.2f} / {dn:.2f} / {dec:.2f} / {max(0.0, total - te - dn - dec):.2f}"
+
+    def add(name, result):
+        run = sorted(result["runs"], key=lambda r: r["seconds"])[len(result["runs"]) // 2]
+        stages = run.get("stages") or (run.get("metrics") or {}).get("stages") or {}
+        peak = run.get("peak_gb") or (run.get("metrics") or {}).get("peak_vram_gb")
+        rows.append(f"| {name} | {median_s(result):.2f} | {stage_cells(stages, run['seconds'])} | {peak} |")
+
+    if "bare" in load:
+        add("bare FastVideo (mp), no offload, fp32 text encoder + VAE: **baseline**", load["bare"])
+    if "bare-same" in load:
+        add("bare FastVideo (mp) at this service's settings", load["bare-same"])
+    for name, result in load.get("variants", {}).get("variants", {}).items():
+        add(f"service backend (Ray executor), {name}", result)
+    if "cap32" in load:
+        add("service backend, 32 GB profile under a 32 GB cap", load["cap32"])
+    if "service" in load:
+        add("**service end to end** (HTTP submit -> MP4 stored)", load["service"])
+    text = "\n".join(rows)
+    (out_dir / "gpu_bench.md").write_text(text + "\n")
+    return text
+
+
+MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a, True),
+         "variants": run_variants, "cap32": run_cap32, "service": run_service}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modes", nargs="+", choices=[*MODES, "report"])
+    parser.add_argument("--model-dir", default="/tmp/full/FastWan2.2-TI2V-5B-Diffusers")
+    parser.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
+    parser.add_argument("--n", type=int, default=2, help="timed videos per configuration (after a warm-up)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the DiT in cap32/service")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.one:
+        (out / f"{args.modes[0]}.json").write_text(json.dumps(MODES[args.modes[0]](args), indent=2))
+        return
+    for mode in args.modes:
+        if mode == "report":
+            print(report(out))
+            continue
+        t = time.perf_counter()
+        cmd = [sys.executable, __file__, mode, "--one", "--model-dir", args.model_dir, "--out", str(out),
+               "--n", str(args.n)] + (["--compile"] if args.compile else [])
+        with open(out / f"{mode}.log", "wb") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
+        print(f"== {mode}: rc={rc} in {time.perf_counter() - t:.0f} s", flush=True)
+        if (out / f"{mode}.json").exists():
+            print((out / f"{mode}.json").read_text()[:1500], flush=True)
+        else:
+            print((out / f"{mode}.log").read_text()[-2500:], flush=True)
+
+
+if __name__ == "__main__":
+    main()
