@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, in one call on the GPU machine (see docs/gpu.md):
-#   bash scripts/gpu_check.sh            # tiny model: backend tests, Serve over HTTP, ray vs mp timing
-#   bash scripts/gpu_check.sh full "bare variants cap32"   # full-size model: bench/gpu_bench.py modes
+#   bash scripts/gpu_check.sh                    # tiny model: backend tests, Serve over HTTP, ray vs mp timing
+#   bash scripts/gpu_check.sh "tiny full" "variants cap32" "--n 2"   # + full-size model: bench/gpu_bench.py modes
+# First argument: sections (tiny, full); for full, the bench modes and extra bench arguments.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
 set -uo pipefail
@@ -28,20 +29,23 @@ step() {  # step NAME TIMEOUT CMD...: run, log to $OUT/NAME.log, remember pass/f
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; df -h /dev/shm | tail -1; } \
   > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
-if [ "${1:-tiny}" = full ]; then
+SECTIONS=${1:-tiny}
+if [[ " $SECTIONS " == *" tiny "* ]]; then
+  step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
+  step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""
+  [ -n "${SKIP_SERVE:-}" ] || step serve_http 270 scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
+    --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
+  step ray_vs_mp 300 scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
+    --size 1280x704 --frames 121 --n "${RAY_VS_MP_N:-3}" --out "$OUT"
+fi
+if [[ " $SECTIONS " == *" full "* ]]; then
   step full_model 300 python3 -m serve_app.models.full --out /tmp/full
   step bench 560 python3 bench/gpu_bench.py --model-dir /tmp/full/FastWan2.2-TI2V-5B-Diffusers --out "$OUT" \
     ${3:-} ${2:-bare variants cap32}
   python3 bench/gpu_bench.py --out "$OUT" report
-  echo "full_model: ${status[full_model]}  bench: ${status[bench]}"
-  exit 0
 fi
-step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
-step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""
-step serve_http 270 scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
-step ray_vs_mp 300 scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
-  --size 1280x704 --frames 121 --n 3 --out "$OUT"
 
 echo; echo "== summary"; cat "$OUT/machine.txt"
-for name in tiny_model backend_tests serve_http ray_vs_mp; do echo "$name: ${status[$name]:-not run}"; done
+for name in "${!status[@]}"; do echo "$name: ${status[$name]}"; done
 [ -f "$OUT/ray_vs_mp.md" ] && cat "$OUT/ray_vs_mp.md"
+[ -f "$OUT/gpu_bench.md" ] && cat "$OUT/gpu_bench.md"

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     pin_cpu_memory: bool = Field(True, description="pinned CPU memory for offloaded weights (faster copies)")
     text_encoder_precision: Literal["fp32", "bf16"] = Field(
         "bf16", description="UMT5 text encoder precision (bf16: half the memory, what Wan itself uses)")
-    vae_decode_precision: Literal["fp32", "bf16"] = Field("bf16", description="precision of the VAE decode")
+    vae_precision: Literal["fp32", "bf16"] = Field("bf16", description="VAE weights and decode precision")
     torch_compile: bool = Field(False, description="torch.compile the DiT blocks (slower start, faster steps)")
     gpu_memory_limit_gb: float | None = Field(
         None, gt=0, description="cap the GPU worker's memory (simulate a smaller card on a bigger one)")

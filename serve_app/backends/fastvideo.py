@@ -95,7 +95,7 @@ class FastVideoBackend(Backend):
         self.sampling = SamplingParam.from_pretrained(str(self.model_path))
         from serve_app.backends import fastvideo_ti2v, fastvideo_worker
 
-        self.generator.fastvideo_args.pipeline_config.vae_decode_precision = s.vae_decode_precision
+        self._rpc(fastvideo_worker.set_vae_precision, precision=s.vae_precision)
         self._rpc(fastvideo_ti2v.install)
         if s.gpu_memory_limit_gb:
             self._rpc(fastvideo_worker.limit_memory, gigabytes=s.gpu_memory_limit_gb)
@@ -105,7 +105,7 @@ class FastVideoBackend(Backend):
         cfg = self.generator.fastvideo_args.pipeline_config
         self.worker.update(memory_profile=self.profile, text_encoder_cpu_offload=te_offload,
                            text_encoder_precisions=list(cfg.text_encoder_precisions),
-                           vae_decode_precision=cfg.vae_decode_precision, torch_compile=s.torch_compile,
+                           vae_precision=s.vae_precision, torch_compile=s.torch_compile,
                            gpu_memory_limit_gb=s.gpu_memory_limit_gb)
 
     def _rpc(self, fn, **kwargs):

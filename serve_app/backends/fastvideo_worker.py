@@ -101,3 +101,18 @@ def compile_transformer(wrapper, mode: str | None = None) -> dict:
     for block in blocks:
         block.compile(mode=mode, dynamic=False)
     return {"compiled_blocks": len(blocks), "mode": mode or "default"}
+
+
+def set_vae_precision(wrapper, precision: str) -> dict:
+    """VAE weights and decode in `precision` ("bf16" or "fp32"), set where the worker reads it.
+
+    The worker decodes with its own copy of the pipeline config (not the caller's), so the setting
+    and the weights' dtype are both changed here, in the worker.
+    """
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    config = wrapper.worker.fastvideo_args.pipeline_config
+    config.vae_precision = precision
+    config.vae_decode_precision = precision
+    vae = wrapper.worker.pipeline.get_module("vae")
+    vae.to(dtype)
+    return {"vae_precision": precision, "vae_dtype": str(next(vae.parameters()).dtype)}
