@@ -31,10 +31,10 @@ def one(executor: str, args) -> dict:
     from serve_app.backends.fastvideo import FastVideoBackend
     from serve_app.settings import Settings
 
-    if executor == "ray":
+    if executor.startswith("ray"):
         ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="fwb-", dir="/tmp"))
     settings = Settings(backend="fastvideo", model=args.model, tiny_model_dir=args.tiny_dir, device="cuda",
-                        fastvideo_executor=executor).resolve(gpus=1)
+                        fastvideo_executor=executor.split("-")[0]).resolve(gpus=1)
     start = time.perf_counter()
     backend = FastVideoBackend(settings)
     backend.load()
@@ -68,17 +68,20 @@ def main() -> None:
     parser.add_argument("--size", default="1280x704")
     parser.add_argument("--frames", type=int, default=121)
     parser.add_argument("--n", type=int, default=3)
-    parser.add_argument("--one", choices=["ray", "mp"], help=argparse.SUPPRESS)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--executors", default="ray mp",
+                        help="ray, mp, and ray-inline (Ray returns objects up to 512 MB inline, not via plasma)")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args()
     if args.one:
         print("RESULT " + json.dumps(one(args.one, args)), flush=True)
-        return
+        os._exit(0)  # skip FastVideo's destructors, which try to restart Ray at interpreter exit
     results = {}
-    for executor in ("ray", "mp"):
+    for executor in args.executors.split():
         cmd = [sys.executable, __file__, "--one", executor, "--model", args.model, "--tiny-dir", args.tiny_dir,
                "--size", args.size, "--frames", str(args.frames), "--n", str(args.n)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        env = {**os.environ, **({"RAY_max_direct_call_object_size": str(512 * 2**20)} if "inline" in executor else {})}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
             print(proc.stdout[-3000:], proc.stderr[-5000:])
@@ -99,6 +102,11 @@ def main() -> None:
         *(f"| {e} | {r['load_s']} | {r['median_s']} | {r['times']} | {r['peak_vram_gb']} |"
           for e, r in results.items()),
         f"| **ray / mp** | | **{ratio:.3f}** | | |",
+        "",
+        "Stages of the last timed video (s): " + "; ".join(
+            f"{e}: " + ", ".join(f"{k} {v}" for k, v in r["stages"].items() if k.startswith(("worker", "rpc",
+                                                                                            "decod", "denois")))
+            for e, r in results.items()),
     ])
     print(table)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ if [[ " $SECTIONS " == *" tiny "* ]]; then
   [ -n "${SKIP_SERVE:-}" ] || step serve_http 270 scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
     --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
   step ray_vs_mp 300 scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
-    --size 1280x704 --frames 121 --n "${RAY_VS_MP_N:-3}" --out "$OUT"
+    --size 1280x704 --frames 121 --n "${RAY_VS_MP_N:-3}" --executors "${EXECUTORS:-ray mp}" --out "$OUT"
 fi
 if [[ " $SECTIONS " == *" full "* ]]; then
   step full_model 300 python3 -m serve_app.models.full --out /tmp/full
@@ -45,6 +45,8 @@ if [[ " $SECTIONS " == *" full "* ]]; then
   python3 bench/gpu_bench.py --out "$OUT" report
 fi
 
+# only 8 files come back from the GPU machine: fold every log into one archive
+(cd "$OUT" && ls *.log >/dev/null 2>&1 && tar -cJf logs.tar.xz *.log && rm -f *.log)
 echo; echo "== summary"; cat "$OUT/machine.txt"
 for name in "${!status[@]}"; do echo "$name: ${status[$name]}"; done
 [ -f "$OUT/ray_vs_mp.md" ] && cat "$OUT/ray_vs_mp.md"

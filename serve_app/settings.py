@@ -52,6 +52,7 @@ class Settings(BaseSettings):
         "bf16", description="UMT5 text encoder precision (bf16: half the memory, what Wan itself uses)")
     vae_precision: Literal["fp32", "bf16"] = Field("bf16", description="VAE weights and decode precision")
     torch_compile: bool = Field(False, description="torch.compile the DiT blocks (slower start, faster steps)")
+    cudnn_benchmark: bool = Field(True, description="cuDNN picks the fastest conv algorithm per shape (VAE)")
     gpu_memory_limit_gb: float | None = Field(
         None, gt=0, description="cap the GPU worker's memory (simulate a smaller card on a bigger one)")
     model_links_dir: Path = Field(Path("models/links"),

@@ -101,11 +101,14 @@ class FastVideoBackend(Backend):
             self._rpc(fastvideo_worker.limit_memory, gigabytes=s.gpu_memory_limit_gb)
         if s.torch_compile:
             self._rpc(fastvideo_worker.compile_transformer)
+        if s.cudnn_benchmark:
+            self._rpc(fastvideo_worker.set_cudnn_benchmark, enabled=True)
         self.worker = self._rpc(fastvideo_worker.describe_worker)
         cfg = self.generator.fastvideo_args.pipeline_config
         self.worker.update(memory_profile=self.profile, text_encoder_cpu_offload=te_offload,
                            text_encoder_precisions=list(cfg.text_encoder_precisions),
                            vae_precision=s.vae_precision, torch_compile=s.torch_compile,
+                           cudnn_benchmark=s.cudnn_benchmark,
                            gpu_memory_limit_gb=s.gpu_memory_limit_gb)
 
     def _rpc(self, fn, **kwargs):
@@ -149,18 +152,28 @@ class FastVideoBackend(Backend):
         return videos
 
     def _forward(self, forward_batch) -> dict:
-        args = self.generator.fastvideo_args
         from serve_app.backends import fastvideo_worker
 
+        args = self.generator.fastvideo_args
+        start = time.perf_counter()
         try:
             if self.settings.fastvideo_executor == "ray":
-                return self._rpc(fastvideo_worker.forward_frames, forward_batch=forward_batch, fastvideo_args=args)
+                result = self._rpc(fastvideo_worker.forward_frames, forward_batch=forward_batch, fastvideo_args=args)
+                # where the time between the model and these frames went (worker side, then Ray's hop)
+                result["stages"].update(worker_forward=round(result["forward_s"], 4),
+                                        worker_to_host=round(result["transfer_s"], 4),
+                                        rpc_return=round(time.perf_counter() - start - result["forward_s"]
+                                                         - result["transfer_s"], 4))
+                return result
             # mp: the video comes back by CUDA IPC; convert it here on the GPU, then copy 1.5 bytes a pixel.
             out = self.generator.executor.execute_forward(forward_batch, args)
+            forward_s = time.perf_counter() - start
             extra = out.extra or {}
             result = {"frames": fastvideo_worker.video_to_i420(out.output).cpu().numpy(),
                       "peak_memory_mb": extra.get("peak_memory_mb"),
                       "stages": fastvideo_worker.stage_times(out.logging_info)}
+            result["stages"].update(worker_forward=round(forward_s, 4),
+                                    worker_to_host=round(time.perf_counter() - start - forward_s, 4))
             if isinstance(extra.get("serve_ti2v_trace"), dict):
                 result["ti2v_trace"] = extra["serve_ti2v_trace"]
             return result

@@ -116,3 +116,9 @@ def set_vae_precision(wrapper, precision: str) -> dict:
     vae = wrapper.worker.pipeline.get_module("vae")
     vae.to(dtype)
     return {"vae_precision": precision, "vae_dtype": str(next(vae.parameters()).dtype)}
+
+
+def set_cudnn_benchmark(wrapper, enabled: bool) -> dict:
+    """Let cuDNN time its conv algorithms per shape (first call per shape is slower; the VAE's 3-D convs gain)."""
+    torch.backends.cudnn.benchmark = enabled
+    return {"cudnn_benchmark": enabled}
