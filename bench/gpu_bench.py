@@ -190,6 +190,17 @@ def run_service(args) -> dict:
     return out
 
 
+def summary(result: dict) -> str:
+    """One line per configuration: median seconds, and the median run's stages and memory."""
+    parts = [f"{k}={result[k]}" for k in ("load_s", "process_to_ready_s", "cold_start_s", "compile_error")
+             if k in result]
+    for name, res in ({"": result} if "runs" in result else result.get("variants", {})).items():
+        run = sorted(res["runs"], key=lambda r: r["seconds"])[len(res["runs"]) // 2]
+        parts.append(f"[{name}] median {median_s(res):.2f}s warmup {res['warmup']['seconds']}s "
+                     f"peak {run.get('peak_gb')} stages {run.get('stages') or run.get('metrics')}")
+    return " ".join(parts)
+
+
 def median_s(result: dict) -> float:
     return statistics.median(r["seconds"] for r in result["runs"])
 
@@ -256,7 +267,7 @@ def main() -> None:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
         print(f"== {mode}: rc={rc} in {time.perf_counter() - t:.0f} s", flush=True)
         if (out / f"{mode}.json").exists():
-            print((out / f"{mode}.json").read_text()[:1500], flush=True)
+            print(summary(json.loads((out / f"{mode}.json").read_text())), flush=True)
         else:
             print((out / f"{mode}.log").read_text()[-2500:], flush=True)
 
