@@ -126,8 +126,8 @@ def run_variants(args) -> dict:
 
 
 def run_cap32(args) -> dict:
-    backend, load_s = _backend(args, memory_profile="auto", vae_precision="bf16",
-                               gpu_memory_limit_gb=32, torch_compile=args.compile)
+    backend, load_s = _backend(args, memory_profile="auto", vae_precision="bf16", gpu_memory_limit_gb=32,
+                               torch_compile=args.compile, vae_channels_last=args.channels_last)
     assert backend.profile == "fit-32gb", backend.profile
     out = {"load_s": round(load_s, 1), "gpu": _gpu_name(), "limit_gb": 32, "compile": args.compile,
            "worker": backend.worker, **_timed(backend, args.n)}
@@ -146,7 +146,8 @@ def run_service(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="svc-"))
     config = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
     app = config["applications"][0]
-    app["args"].update(model=args.model_dir, storage_url=f"file://{work}/data", torch_compile=args.compile)
+    app["args"].update(model=args.model_dir, storage_url=f"file://{work}/data", torch_compile=args.compile,
+                       vae_channels_last=args.channels_last)
     app["runtime_env"]["env_vars"]["FASTVIDEO_ATTENTION_BACKEND"] = os.environ.get(
         "FASTVIDEO_ATTENTION_BACKEND", "TORCH_SDPA")
     (work / "serve.yaml").write_text(yaml.safe_dump(config))
@@ -180,6 +181,18 @@ def run_service(args) -> dict:
                 assert job["status"] == "completed", job
                 assert (work / "data" / "videos" / f"{job['id']}.mp4").stat().st_size > 0
                 runs.append({"seconds": round(seconds, 3), "metrics": job["metrics"]})
+            # image-to-video: the same request with a reference image (costs one VAE encode)
+            import base64
+
+            from tests.helpers import png_bytes
+
+            image = "data:image/png;base64," + base64.b64encode(png_bytes(1280, 704, (200, 120, 40))).decode()
+            t = time.perf_counter()
+            job = client.post(f"{base}/v1/videos", headers={"Prefer": "wait=500"},
+                              json={"prompt": PROMPT, "size": "1280x704", "num_frames": 121, "seed": 1,
+                                    "input_reference": image}).json()
+            assert job["status"] == "completed", job
+            out["image_to_video"] = {"seconds": round(time.perf_counter() - t, 3), "metrics": job["metrics"]}
         out["runs"], out["warmup"] = runs[1:], runs[0]
     finally:
         os.killpg(proc.pid, signal.SIGINT)
@@ -248,6 +261,7 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
     parser.add_argument("--n", type=int, default=2, help="timed videos per configuration (after a warm-up)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the DiT in cap32/service")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last VAE convs in cap32/service")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
@@ -262,7 +276,8 @@ def main() -> None:
             continue
         t = time.perf_counter()
         cmd = [sys.executable, __file__, mode, "--one", "--model-dir", args.model_dir, "--out", str(out),
-               "--n", str(args.n)] + (["--compile"] if args.compile else [])
+               "--n", str(args.n)] + (["--compile"] if args.compile else []) \
+            + (["--channels-last"] if args.channels_last else [])
         with open(out / f"{mode}.log", "wb") as log:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
         print(f"== {mode}: rc={rc} in {time.perf_counter() - t:.0f} s", flush=True)

@@ -13,6 +13,8 @@ if [ -f .gpu/site.tar.xz ] && [ ! -d /tmp/site/fastvideo ]; then tar -C /tmp/sit
 export PYTHONPATH=/tmp/site:$PWD RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 export FASTVIDEO_ATTENTION_BACKEND=${FASTVIDEO_ATTENTION_BACKEND:-TORCH_SDPA} RAY_TMPDIR=/tmp/rt
 export FASTWAN_TEST_TINY_DIR=/tmp/m/tiny
+# fewer out-of-memory errors from fragmentation (what the container sets too; see docs/deploy)
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 mkdir -p "$RAY_TMPDIR"
 declare -A status
 

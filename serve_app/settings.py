@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     vae_precision: Literal["fp32", "bf16"] = Field("bf16", description="VAE weights and decode precision")
     torch_compile: bool = Field(False, description="torch.compile the DiT blocks (slower start, faster steps)")
     cudnn_benchmark: bool = Field(True, description="cuDNN picks the fastest conv algorithm per shape (VAE)")
+    vae_channels_last: bool = Field(False, description="VAE 3-D convs in channels-last (NDHWC) layout")
     gpu_memory_limit_gb: float | None = Field(
         None, gt=0, description="cap the GPU worker's memory (simulate a smaller card on a bigger one)")
     model_links_dir: Path = Field(Path("models/links"),

@@ -103,12 +103,14 @@ class FastVideoBackend(Backend):
             self._rpc(fastvideo_worker.compile_transformer)
         if s.cudnn_benchmark:
             self._rpc(fastvideo_worker.set_cudnn_benchmark, enabled=True)
+        if s.vae_channels_last:
+            self._rpc(fastvideo_worker.set_vae_channels_last)
         self.worker = self._rpc(fastvideo_worker.describe_worker)
         cfg = self.generator.fastvideo_args.pipeline_config
         self.worker.update(memory_profile=self.profile, text_encoder_cpu_offload=te_offload,
                            text_encoder_precisions=list(cfg.text_encoder_precisions),
                            vae_precision=s.vae_precision, torch_compile=s.torch_compile,
-                           cudnn_benchmark=s.cudnn_benchmark,
+                           cudnn_benchmark=s.cudnn_benchmark, vae_channels_last=s.vae_channels_last,
                            gpu_memory_limit_gb=s.gpu_memory_limit_gb)
 
     def _rpc(self, fn, **kwargs):

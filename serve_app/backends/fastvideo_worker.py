@@ -122,3 +122,14 @@ def set_cudnn_benchmark(wrapper, enabled: bool) -> dict:
     """Let cuDNN time its conv algorithms per shape (first call per shape is slower; the VAE's 3-D convs gain)."""
     torch.backends.cudnn.benchmark = enabled
     return {"cudnn_benchmark": enabled}
+
+
+def set_vae_channels_last(wrapper) -> dict:
+    """VAE conv weights in channels-last-3d (NDHWC), the layout cuDNN's tensor-core 3-D conv kernels use."""
+    vae = wrapper.worker.pipeline.get_module("vae")
+    converted = 0
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
+            converted += 1
+    return {"vae_channels_last_convs": converted}
