@@ -3,22 +3,27 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# CPU machines get torch 2.13 (a CPU build where one is on disk); GPU machines the default CUDA build.
-TORCH  ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
+# CPU machines get torch 2.13 (a CPU build where one is on disk); GPU machines the default CUDA build,
+# plus FastVideo (without its pins, which would replace that torch) for the fastvideo backend.
+comma  := ,
+GPU    := $(shell command -v nvidia-smi 2>/dev/null)
+TORCH  ?= $(if $(GPU),torch torchvision,torch==2.13.0)
+EXTRAS := $(if $(GPU),diffusers$(comma)s3$(comma)gpu,diffusers$(comma)s3)
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export IMAGEIO_FFMPEG_NO_PREVENT_SIGINT ?= 1
 
-.PHONY: run test soak bench tiny-model clean
+.PHONY: run test soak bench gpu-check tiny-model clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[diffusers,s3]"
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(if $(GPU),$(PY) -m pip install -q --no-deps fastvideo==0.2.1)
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base
-	$(PY) -m pip install -q -e ".[diffusers,s3,test]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS),test]"
 	touch $@
 
 tiny-model: $(VENV)/.base
@@ -35,6 +40,9 @@ soak: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(PY) bench/service_overhead.py
+
+gpu-check:  # on a GPU machine with the packages installed: see docs/gpu.md
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) models data

@@ -220,20 +220,16 @@ def median_s(result: dict) -> float:
 
 def report(out_dir: Path) -> str:
     load = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json") if p.stem in MODES}
-    rows = ["| configuration | per video s (median) | stages s (text / denoise / VAE decode / rest) | peak GPU GB |",
+    rows = ["| configuration | per video s (median) | text / denoise / VAE decode / MP4 encode / other s | peak GPU GB |",
             "|---|---|---|---|"]
-
-    def stage_cells(stages: dict, total: float) -> str:
-        te = sum(v for k, v in stages.items() if "encoding" in k.lower() and "prompt" in k.lower() or "TextEnc" in k)
-        dn = sum(v for k, v in stages.items() if "denois" in k.lower())
-        dec = sum(v for k, v in stages.items() if "decod" in k.lower())
-        return f"{te:.2f} / {dn:.2f} / {dec:.2f} / {max(0.0, total - te - dn - dec):.2f}"
 
     def add(name, result):
         run = sorted(result["runs"], key=lambda r: r["seconds"])[len(result["runs"]) // 2]
-        stages = run.get("stages") or (run.get("metrics") or {}).get("stages") or {}
         peak = run.get("peak_gb") or (run.get("metrics") or {}).get("peak_vram_gb")
-        rows.append(f"| {name} | {median_s(result):.2f} | {stage_cells(stages, run['seconds'])} | {peak} |")
+        split = stage_split(run)
+        cells = " / ".join(f"{split[k]:.2f}" for k in ("text encoding", "denoising (3 steps)", "VAE decode",
+                                                        "MP4 encode")) + f" / {split['other (transfer, frames, HTTP)'] + split['storage']:.2f}"
+        rows.append(f"| {name} | {median_s(result):.2f} | {cells} | {peak} |")
 
     if "bare" in load:
         add("bare FastVideo (mp), no offload, fp32 text encoder + VAE: **baseline**", load["bare"])
@@ -247,7 +243,60 @@ def report(out_dir: Path) -> str:
         add("**service end to end** (HTTP submit -> MP4 stored)", load["service"])
     text = "\n".join(rows)
     (out_dir / "gpu_bench.md").write_text(text + "\n")
+    plot_stages(load, out_dir / "stages.png")
     return text
+
+
+def stage_split(run: dict) -> dict[str, float]:
+    """Seconds per part of one video: text encoding, denoising, VAE decode, MP4 encode, storage, the rest."""
+    metrics = run.get("metrics") or {}
+    stages = run.get("stages") or metrics.get("stages") or {}
+    parts = {
+        "text encoding": sum(v for k, v in stages.items() if k.startswith("prompt_encoding")),
+        "denoising (3 steps)": sum(v for k, v in stages.items() if k.startswith("denoising")),
+        "VAE decode": sum(v for k, v in stages.items() if k.startswith("decoding")),
+        "MP4 encode": metrics.get("encode_sec") or 0.0,
+        "storage": metrics.get("store_sec") or 0.0,
+    }
+    parts["other (transfer, frames, HTTP)"] = max(0.0, run["seconds"] - sum(parts.values()))
+    return parts
+
+
+def plot_stages(load: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    bars = []
+    if "bare" in load:
+        bars.append(("bare FastVideo\n(baseline)", load["bare"]))
+    if "bare-same" in load:
+        bars.append(("bare FastVideo\nour settings", load["bare-same"]))
+    if "service" in load:
+        bars.append(("service\nend to end", load["service"]))
+    if "cap32" in load:
+        bars.append(("service backend\n32 GB cap", load["cap32"]))
+    if not bars:
+        return
+    splits = [stage_split(sorted(r["runs"], key=lambda x: x["seconds"])[len(r["runs"]) // 2]) for _, r in bars]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    left = [0.0] * len(bars)
+    for part in splits[0]:
+        values = [s[part] for s in splits]
+        ax.barh([b[0] for b in bars], values, left=left, label=part)
+        left = [a + b for a, b in zip(left, values)]
+    for i, (total, (_, result)) in enumerate(zip(left, bars)):
+        ax.text(total + 0.1, i, f"{median_s(result):.1f} s (median)", va="center", fontsize=8)
+    gpu = next(iter(load.values())).get("gpu", "GPU")
+    ax.set_xlabel(f"seconds per 1280x704x121 video: {gpu}, random-weight full-size model")
+    ax.set_xlim(0, max(left) * 1.3)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a, True),
