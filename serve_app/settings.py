@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serve_app.models.layout import HF_MODEL_ID
@@ -97,6 +97,24 @@ class Settings(BaseSettings):
         None, description="report expires_at = completed_at + this (match your bucket's lifecycle rule); "
                           "the service itself never deletes a video")
 
+    # --- security and load ---------------------------------------------------------------------
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="if set, every call but /health and /ready needs one of these, as "
+                                          "`Authorization: Bearer <key>` or `Salad-Api-Key: <key>`")
+    max_pending_jobs: int = Field(256, ge=1, description="queued + running jobs per ingress replica; then 429")
+    max_request_bytes: int = Field(32 * 1024 * 1024, description="largest request body (uploads included)")
+
+    # --- reliability ------------------------------------------------------------------------
+    max_attempts: int = Field(3, ge=1, le=10, description="tries per job when a generator replica dies mid-job")
+    storage_retry_s: float = Field(30.0, ge=0, description="how long storage writes are retried with backoff")
+    s3_timeout_s: float = Field(10.0, gt=0, description="S3 connect/read timeout per attempt")
+    heartbeat_s: float = Field(10.0, gt=0, description="how often a running job's record is refreshed")
+    stale_after_s: float = Field(60.0, gt=0, description="a job without heartbeat this long is adopted and rerun")
+    recovery_interval_s: float = Field(30.0, gt=0, description="how often an ingress looks for orphaned jobs")
+    drain_timeout_s: float = Field(55.0, ge=0, description="on SIGTERM, wait this long for running jobs")
+    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures")
+    webhook_attempts: int = Field(5, ge=1, le=20, description="webhook deliveries tried (backoff 1, 2, 4 ... s)")
+
     # --- MP4 encoding -----------------------------------------------------------------------
     video_crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower: better, larger)")
     video_preset: str = Field("veryfast", description="x264 preset (speed of the MP4 encode)")
@@ -133,6 +151,7 @@ class Settings(BaseSettings):
         rows = ["| setting (serve.yaml `args:`) | environment variable | default | meaning |", "|---|---|---|---|"]
         for name, field in cls.model_fields.items():
             default = field.default_factory() if field.default_factory else field.default
+            default = [] if name == "api_keys" else default
             rows.append(f"| `{name}` | `FASTWAN_{name.upper()}` | `{default}` | {field.description or ''} |")
         return "\n".join(rows)
 

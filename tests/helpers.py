@@ -126,3 +126,76 @@ def kill_processes_mentioning(marker: str) -> None:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             if marker in cmdline:
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+class TcpProxy:
+    """A TCP relay on 127.0.0.1 that can be stopped (connections refused, open ones cut) and started again:
+    what a storage outage looks like to the service, while the server behind keeps its data."""
+
+    def __init__(self, target_port: int):
+        import asyncio
+
+        self.target_port = target_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self.server = None
+        self.writers: set = set()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    def _call(self, coro):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    async def _pipe(self, reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, client_reader, client_writer):
+        import asyncio
+
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            client_writer.close()
+            return
+        self.writers |= {client_writer, upstream_writer}
+        await asyncio.gather(self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer))
+        self.writers -= {client_writer, upstream_writer}
+
+    async def _start(self):
+        import asyncio
+
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+
+    def start(self) -> "TcpProxy":
+        self._call(self._start())
+        return self
+
+    def stop(self) -> None:
+        self._call(self._stop())
+
+
+def actor_pid(class_name: str) -> int:
+    """PID of the live Ray actor of that class (e.g. 'ServeReplica:faults:Generator')."""
+    import ray._private.state
+
+    alive = [a for a in ray._private.state.actors().values()
+             if a["ActorClassName"] == class_name and a["State"] == "ALIVE"]
+    if len(alive) != 1:
+        raise LookupError(f"{len(alive)} live actors named {class_name}")
+    return alive[0]["Pid"]

@@ -33,7 +33,8 @@ def invalid(message: str, param: str | None = None) -> ApiError:
 
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-               409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+               409: "conflict_error", 413: "invalid_request_error", 415: "invalid_request_error",
+               429: "rate_limit_error", 503: "service_unavailable"}
 
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
@@ -73,6 +74,26 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: ValidationError):
         message, param = describe_validation(exc.errors())
         return error_response(400, message, param, "invalid_request")
+
+    from serve_app.jobs.service import IdempotencyConflict, JobNotFound, Saturated
+    from serve_app.storage import StorageError
+
+    @app.exception_handler(Saturated)
+    async def _saturated(_: Request, exc: Saturated):
+        return error_response(429, str(exc), code="saturated", headers={"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(StorageError)
+    async def _storage(_: Request, exc: StorageError):
+        return error_response(503, f"storage is unavailable, nothing was accepted; retry: {exc}",
+                              code="storage_unavailable", headers={"Retry-After": "10"})
+
+    @app.exception_handler(IdempotencyConflict)
+    async def _idempotency(_: Request, exc: IdempotencyConflict):
+        return error_response(409, str(exc), param="Idempotency-Key", code="idempotency_conflict")
+
+    @app.exception_handler(JobNotFound)
+    async def _not_found(_: Request, exc: JobNotFound):
+        return error_response(404, f"no video with id {exc}", "video_id", "not_found")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):

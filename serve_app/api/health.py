@@ -12,6 +12,12 @@ router = APIRouter(tags=["health"])
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}},
             summary="Readiness: model loaded and self-check passed")
 async def ready(request: Request) -> JSONResponse:
-    status = await get_service(request).generator_status(timeout_s=2.0)
-    body = ReadyResponse(ready=status.ready, reason=None if status.ready else status.reason, generator=status)
-    return JSONResponse(body.model_dump(mode="json"), status_code=200 if status.ready else 503)
+    service = get_service(request)
+    status = await service.generator_status(timeout_s=2.0)
+    reason = None if status.ready else status.reason
+    if status.ready and (service.saturated or service.draining):
+        reason = ("shutting down" if service.draining else
+                  f"saturated: {len(service.live)} jobs pending (limit {service.settings.max_pending_jobs})")
+    body = ReadyResponse(ready=reason is None, reason=reason, generator=status, pending_jobs=len(service.live),
+                         saturated=service.saturated)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)

@@ -9,6 +9,7 @@ from serve_app.api.errors import ErrorResponse
 from serve_app.api.schemas import GenerateMetrics, GenerateRequest, GenerateResponse, HealthResponse
 from serve_app.jobs.records import JobRecord, JobStatus
 from serve_app.jobs.service import JobService
+from serve_app.jobs.store import fingerprint
 
 router = APIRouter(tags=["old worker"])
 
@@ -18,6 +19,7 @@ router = APIRouter(tags=["old worker"])
              summary="Generate and wait (the old worker's endpoint); the MP4 goes to storage")
 async def generate(request: Request, body: GenerateRequest) -> JSONResponse:
     settings, service = get_settings(request), get_service(request)
+    service.check_capacity()
     extra = body.params or {}
     params = P.resolve(
         settings, prompt=body.prompt, seed=body.seed, negative_prompt=extra.get("negative_prompt"),
@@ -25,7 +27,12 @@ async def generate(request: Request, body: GenerateRequest) -> JSONResponse:
         steps=body.steps, guidance_scale=body.guidance_scale, random_seed=service.random_seed,
     )
     params = await P.with_reference_image(settings, params, reference=body.image_url, param="image_url")
-    job = await service.submit(params, api="generate", external_id=body.musetalk_job_id)
+    # A retried job (same Salad-Job-Id or musetalk_job_id) gets the stored result, or waits for the job
+    # still running; only a failed earlier attempt generates again.
+    key = request.headers.get("salad-job-id") or body.musetalk_job_id
+    idempotency = ("generate", key, fingerprint(body.model_dump())) if key else None
+    job, _ = await service.submit(params, api="generate", external_id=body.musetalk_job_id,
+                                  idempotency=idempotency, retry_failed=True)
     job = await service.wait(job.id)
     response = await to_generate_response(service, job, str(settings.public_base_url or request.base_url))
     return JSONResponse(response.model_dump(), status_code=200 if response.status == "succeeded" else 500)

@@ -114,3 +114,14 @@ async def with_reference_image(settings: Settings, params: GenerationParams, *, 
     except (ImageError, FetchError) as exc:
         raise invalid(str(exc), param) from None
     return params.model_copy(update={"image_png": png})
+
+
+async def check_webhook_url(settings: Settings, url: str) -> None:
+    """Refuse at submit time a webhook URL that delivery would refuse (scheme, private address)."""
+    from serve_app.jobs.webhooks import webhook_policy
+    from serve_app.media.fetch import FetchError, check_url
+
+    try:
+        await check_url(url, webhook_policy(settings))
+    except FetchError as exc:
+        raise invalid(f"webhook_url: {exc}", "webhook_url") from None

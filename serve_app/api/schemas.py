@@ -43,6 +43,8 @@ class VideoCreateRequest(BaseModel):
     negative_prompt: str | None = None
     guidance_scale: float | None = Field(None, ge=0, le=20)
     num_inference_steps: int | None = Field(None, ge=1)
+    webhook_url: str | None = Field(None, max_length=2000,
+                                    description="POSTed the job object when it completes or fails (signed)")
 
 
 class VideoErrorInfo(BaseModel):
@@ -137,3 +139,5 @@ class ReadyResponse(BaseModel):
     ready: bool
     reason: str | None = None
     generator: GeneratorStatus | None = None
+    pending_jobs: int = 0
+    saturated: bool = False

@@ -12,6 +12,7 @@ from serve_app.api.deps import get_service, get_settings
 from serve_app.api.errors import ApiError, ErrorResponse, describe_validation, invalid
 from serve_app.api.schemas import ImageReference, VideoCreateRequest, VideoDeleted, VideoList, VideoObject
 from serve_app.jobs.service import JobConflict, JobNotFound
+from serve_app.jobs.store import fingerprint
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -83,10 +84,13 @@ async def read_create_request(request: Request) -> tuple[VideoCreateRequest, byt
     return body, upload
 
 
-@router.post("", response_model=VideoObject, responses=ERRORS, openapi_extra=CREATE_BODY,
-             summary="Create a video job (returns at once; poll it or wait with GET)")
+@router.post("", response_model=VideoObject, responses={**ERRORS, 429: {"model": ErrorResponse}},
+             openapi_extra=CREATE_BODY,
+             summary="Create a video job (returns at once; poll it or wait with GET). "
+                     "`Idempotency-Key` makes retries safe.")
 async def create_video(request: Request) -> VideoObject:
     settings, service = get_settings(request), get_service(request)
+    service.check_capacity()
     body, upload = await read_create_request(request)
     if body.model and body.model.lower() != settings.served_model_name.lower():
         raise invalid(f"model {body.model!r} is not served here; use {settings.served_model_name!r} or omit it",
@@ -105,8 +109,18 @@ async def create_video(request: Request) -> VideoObject:
             raise invalid("input_reference.file_id is not supported; upload the image or give image_url",
                           "input_reference")
         reference = reference.image_url
+    if body.webhook_url:
+        await P.check_webhook_url(settings, body.webhook_url)
     params = await P.with_reference_image(settings, params, reference=reference, upload=upload)
-    job = await service.submit(params, api="videos")
+    key = request.headers.get("idempotency-key")
+    idempotency = None
+    if key is not None:
+        if not 1 <= len(key) <= 255:
+            raise invalid("Idempotency-Key must be 1 to 255 characters", "Idempotency-Key")
+        request_print = body.model_dump(exclude_none=True)
+        request_print["upload"] = fingerprint({"image": upload.hex()}) if upload else None
+        idempotency = ("videos", key, fingerprint(request_print))
+    job, _ = await service.submit(params, api="videos", idempotency=idempotency, webhook_url=body.webhook_url)
     wait = prefer_wait(request)
     if wait:
         job = await service.wait(job.id, timeout_s=wait)
@@ -153,7 +167,17 @@ async def download_video(request: Request, video_id: str, variant: Literal["vide
     return Response(await service.read_video(video_id), media_type="video/mp4")
 
 
-@router.delete("/{video_id}", response_model=VideoDeleted, responses=ERRORS, summary="Delete a finished video")
+@router.post("/{video_id}/cancel", response_model=VideoObject, responses=ERRORS,
+             summary="Cancel a queued video (one already on the GPU finishes: 409)")
+async def cancel_video(request: Request, video_id: str) -> VideoObject:
+    try:
+        return VideoObject.from_record(await get_service(request).cancel(video_id))
+    except JobConflict as exc:
+        raise ApiError(409, str(exc), "video_id", "not_cancellable") from None
+
+
+@router.delete("/{video_id}", response_model=VideoDeleted, responses=ERRORS,
+               summary="Delete a video (a queued one is cancelled first; a running one: 409)")
 async def delete_video(request: Request, video_id: str) -> VideoDeleted:
     service = get_service(request)
     try:

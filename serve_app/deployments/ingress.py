@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.api.app import create_api
+from serve_app.api.schemas import VideoObject
 from serve_app.backends.base import GenerationParams, ProgressEvent, ResultEvent
 from serve_app.backends.status import GeneratorStatus
 from serve_app.jobs.batching import WorkItem
@@ -27,6 +28,11 @@ from serve_app.settings import Settings
 from serve_app.storage import open_storage
 
 logger = logging.getLogger("ray.serve")
+
+
+def render_video(job) -> dict:
+    """What webhooks carry: the same job object GET /v1/videos/{id} returns."""
+    return VideoObject.from_record(job).model_dump(mode="json")
 
 
 class BatchConfig(BaseModel):
@@ -64,8 +70,10 @@ class ServeGeneratorClient:
 class Ingress:
     def __init__(self, generator: DeploymentHandle, settings: Settings):
         self.settings = settings
-        storage = open_storage(settings.storage_url, settings.s3_endpoint_url, settings.s3_region)
-        self.service = JobService(settings, JobStore(storage), ServeGeneratorClient(generator))
+        storage = open_storage(settings.storage_url, settings.s3_endpoint_url, settings.s3_region,
+                               settings.s3_timeout_s)
+        self.service = JobService(settings, JobStore(storage, settings.storage_retry_s),
+                                  ServeGeneratorClient(generator), render=render_video)
         self.service.generate = self._generate
         self.reconfigure(BatchConfig(max_batch_size=settings.max_batch_size,
                                      batch_wait_timeout_s=settings.batch_wait_timeout_s).model_dump())

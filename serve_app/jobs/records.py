@@ -44,6 +44,13 @@ class JobMetrics(BaseModel):
     stages: dict[str, float] = Field(default_factory=dict, description="model stages (FastVideo backend)")
 
 
+class WebhookState(BaseModel):
+    attempts: int = 0
+    delivered_at: int | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+
+
 class JobRecord(BaseModel):
     id: str
     api: Literal["videos", "generate"] = "videos"
@@ -62,6 +69,10 @@ class JobRecord(BaseModel):
     idempotency_key: str | None = None
     external_id: str | None = Field(None, description="the old worker's musetalk_job_id")
     attempts: int = 0
+    owner: str | None = Field(None, description="the ingress replica running it")
+    heartbeat_at: float | None = Field(None, description="last sign of life from its owner (unix time)")
+    webhook_url: str | None = None
+    webhook: "WebhookState | None" = None
 
     @property
     def seconds(self) -> float:
@@ -84,3 +95,8 @@ def input_key(job_id: str) -> str:
 
 def record_key(job_id: str) -> str:
     return f"jobs/{job_id}.json"
+
+
+def active_key(job_id: str) -> str:
+    """Marker that exists while the job is not finished: recovery lists these, not every record."""
+    return f"active/{job_id}"

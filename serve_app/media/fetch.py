@@ -36,6 +36,14 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
+def default_resolver() -> Resolver:
+    """The resolver used when none is passed (tests swap RESOLVER to stub name resolution)."""
+    return RESOLVER
+
+
+RESOLVER: Resolver = system_resolver
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
@@ -43,28 +51,29 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def check_url(url: str, policy: FetchPolicy, resolver: Resolver) -> tuple[str, str, int, str]:
+async def check_url(url: str, policy: FetchPolicy, resolver: Resolver | None = None) -> tuple[str, str, int, str]:
     """Validate one hop; returns (scheme, host, port, checked_address)."""
+    resolver = resolver or default_resolver()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise FetchError(f"only http and https image URLs are accepted, not {parts.scheme or 'a bare path'}")
+        raise FetchError(f"only http and https URLs are accepted, not {parts.scheme or 'a bare path'}")
     host = parts.hostname
     if not host:
-        raise FetchError("image URL has no host")
+        raise FetchError("URL has no host")
     if parts.username or parts.password:
-        raise FetchError("image URL must not carry credentials")
+        raise FetchError("URL must not carry credentials")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = [host] if _is_ip(host) else await resolver(host, port)
     except OSError:
-        raise FetchError(f"image host {host} could not be resolved") from None
+        raise FetchError(f"host {host} could not be resolved") from None
     if not addresses:
-        raise FetchError(f"image host {host} could not be resolved")
+        raise FetchError(f"host {host} could not be resolved")
     exempt = policy.allow_private or host.lower() in {h.lower() for h in policy.allowed_hosts}
     if not exempt:
         for address in addresses:
             if not _is_public(address):
-                raise FetchError(f"image URL points to a non-public address ({address}); it is refused")
+                raise FetchError(f"URL points to a non-public address ({address}); it is refused")
     return parts.scheme, host, port, addresses[0]
 
 
@@ -76,19 +85,26 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-async def fetch_url(url: str, policy: FetchPolicy, resolver: Resolver = system_resolver) -> bytes:
+def _pinned(url: str, host: str, port: int, address: str, scheme: str) -> tuple[str, dict, dict]:
+    """The URL with its host replaced by the checked address, plus the Host header and TLS name to keep."""
+    parts = urlsplit(url)
+    netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+    extensions = {"sni_hostname": host} if scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), headers, extensions
+
+
+async def fetch_url(url: str, policy: FetchPolicy, resolver: Resolver | None = None) -> bytes:
     """GET `url` under `policy`, following at most `max_redirects` checked redirects."""
     import httpx
 
     for _ in range(policy.max_redirects + 1):
         scheme, host, port, address = await check_url(url, policy, resolver)
-        parts = urlsplit(url)
-        pinned = parts._replace(netloc=f"[{address}]:{port}" if ":" in address else f"{address}:{port}").geturl()
-        headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept": "image/*"}
-        extensions = {"sni_hostname": host} if scheme == "https" else {}
+        pinned, headers, extensions = _pinned(url, host, port, address, scheme)
         try:
             async with httpx.AsyncClient(timeout=policy.timeout_s, follow_redirects=False, trust_env=False) as client:
-                async with client.stream("GET", pinned, headers=headers, extensions=extensions) as resp:
+                async with client.stream("GET", pinned, headers={**headers, "Accept": "image/*"},
+                                         extensions=extensions) as resp:
                     if resp.is_redirect:
                         location = resp.headers.get("location")
                         if not location:
@@ -111,3 +127,21 @@ async def fetch_url(url: str, policy: FetchPolicy, resolver: Resolver = system_r
         except httpx.HTTPError as exc:
             raise FetchError(f"image URL could not be read: {type(exc).__name__}") from None
     raise FetchError(f"image URL redirected more than {policy.max_redirects} times")
+
+
+async def post_json(url: str, body: bytes, headers: dict, policy: FetchPolicy,
+                    resolver: Resolver | None = None) -> int:
+    """POST to a checked address (no redirects followed); returns the status code."""
+    import httpx
+
+    scheme, host, port, address = await check_url(url, policy, resolver)
+    pinned, host_headers, extensions = _pinned(url, host, port, address, scheme)
+    try:
+        async with httpx.AsyncClient(timeout=policy.timeout_s, follow_redirects=False, trust_env=False) as client:
+            resp = await client.post(pinned, content=body, headers={**headers, **host_headers},
+                                     extensions=extensions)
+            return resp.status_code
+    except httpx.TimeoutException:
+        raise FetchError(f"no answer within {policy.timeout_s:g} s") from None
+    except httpx.HTTPError as exc:
+        raise FetchError(f"could not connect: {type(exc).__name__}") from None

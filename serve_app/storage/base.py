@@ -25,6 +25,10 @@ class Storage(abc.ABC):
         """Store the file at `path` under `key`; the file may be moved away."""
 
     @abc.abstractmethod
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        """Create the object only if no object has that key; True if this call created it (atomic)."""
+
+    @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes | None:
         """The object, or None if it does not exist."""
 

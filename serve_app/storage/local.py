@@ -41,6 +41,26 @@ class LocalStorage(Storage):
         finally:
             Path(tmp).unlink(missing_ok=True)
 
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        fd, tmp = tempfile.mkstemp(dir=self.staging_dir())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            target = self._path(key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o644)
+            try:
+                os.link(tmp, target)  # fails if the name exists: atomic create-if-absent
+            except FileExistsError:
+                return False
+            return True
+        except OSError as exc:
+            raise StorageError(f"cannot write {key}: {exc}") from exc
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         path = Path(path)
         if path.parent.resolve() != self.staging_dir():

@@ -12,7 +12,8 @@ from serve_app.storage.base import Storage, StorageError
 
 
 class S3Storage(Storage):
-    def __init__(self, url: str, endpoint_url: str | None = None, region: str | None = None):
+    def __init__(self, url: str, endpoint_url: str | None = None, region: str | None = None,
+                 timeout_s: float = 10.0):
         import boto3
         from botocore.config import Config
 
@@ -22,8 +23,9 @@ class S3Storage(Storage):
         self.url = url
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30,
-                        signature_version="s3v4")
+        # Fail fast and let the job store retry with backoff: an outage shows up in seconds, not minutes.
+        config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=min(5.0, timeout_s),
+                        read_timeout=timeout_s, signature_version="s3v4")
         self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
     def _key(self, key: str) -> str:
@@ -38,6 +40,8 @@ class S3Storage(Storage):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(what) from None
+            if code in ("412", "PreconditionFailed", "409", "ConditionalRequestConflict"):
+                raise FileExistsError(what) from None
             raise StorageError(f"S3 {what} failed: {code or exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"S3 {what} failed: {exc}") from exc
@@ -45,6 +49,15 @@ class S3Storage(Storage):
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self._call(f"put {key}", self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data,
                    ContentType=content_type)
+
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        """S3 conditional write (If-None-Match: *), which AWS, R2 and MinIO honour."""
+        try:
+            self._call(f"put-if-absent {key}", self.client.put_object, Bucket=self.bucket, Key=self._key(key),
+                       Body=data, ContentType=content_type, IfNoneMatch="*")
+            return True
+        except FileExistsError:
+            return False
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         self._call(f"upload {key}", self.client.upload_file, str(path), self.bucket, self._key(key),

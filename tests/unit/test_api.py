@@ -145,10 +145,10 @@ def test_generate_old_contract(app):
     assert out["metrics"]["fps"] == 8 and out["metrics"]["duration_sec"] > 0
     video = app.get(out["output_url"].replace("http://testserver", ""))
     assert probe_mp4(video.content)[0].num_frames == 9
-    failed = app.post("/generate", json={**body, "prompt": "please fail"})
+    failed = app.post("/generate", json={**body, "musetalk_job_id": "mt-2", "prompt": "please fail"})
     assert failed.status_code == 500 and failed.json()["status"] == "failed"
     assert "told to fail" in failed.json()["error"]
-    bad = app.post("/generate", json={**body, "width": 100})
+    bad = app.post("/generate", json={**body, "musetalk_job_id": "mt-3", "width": 100})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "size"
 
 

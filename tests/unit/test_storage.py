@@ -63,3 +63,9 @@ def test_s3_prefix_isolates_keys(s3_server):
     a.put_bytes("jobs/1.json", b"a", "application/json")
     assert b.list_keys("jobs/") == [] and b.get_bytes("jobs/1.json") is None
     assert s3_server.client().get_object(Bucket=BUCKET, Key="tenant-a/jobs/1.json")["Body"].read() == b"a"
+
+
+def test_put_if_absent_creates_once(storage):
+    assert storage.put_if_absent("leases/a/1", b"first", "text/plain") is True
+    assert storage.put_if_absent("leases/a/1", b"second", "text/plain") is False
+    assert storage.get_bytes("leases/a/1") == b"first"

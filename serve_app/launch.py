@@ -1,0 +1,36 @@
+"""Start FastWan Serve as `serve run` does, but stop gracefully on SIGTERM (Docker, Salad, Vast.ai send it).
+
+`serve run` shuts Serve down cleanly only on Ctrl-C (SIGINT); SIGTERM kills it at once (Ray's core
+takes SIGTERM over), dropping running jobs. This launcher runs `serve run` as a child and turns SIGTERM
+into SIGINT for it: Serve stops each replica gracefully, the ingress finishes its running jobs
+(`drain_timeout_s`), and jobs still queued stay in storage for the next start to pick up.
+
+    python -m serve_app.launch [configs/serve.yaml] [serve run options]
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+SERVE_CLI = "import sys; from ray.serve.scripts import cli; sys.exit(cli())"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    config = argv[0] if argv else os.environ.get("FASTWAN_CONFIG", "configs/serve.yaml")
+    env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **os.environ}
+    child = subprocess.Popen([sys.executable, "-c", SERVE_CLI, "run", config, *argv[1:]], env=env)
+
+    def forward(signum, frame):
+        child.send_signal(signal.SIGINT)  # serve run's graceful path
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
