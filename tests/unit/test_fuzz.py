@@ -53,4 +53,5 @@ def test_no_input_causes_a_server_error(case):
 
 def test_at_least_1000_cases_ran():
     """Runs after the fuzz test in this module (pytest keeps file order)."""
+    print(f"\nschemathesis cases run: {counted['cases']}")
     assert counted["cases"] >= 1000, counted
