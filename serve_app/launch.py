@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     config = argv[0] if argv else os.environ.get("FASTWAN_CONFIG", "configs/serve.yaml")
     env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **os.environ}
-    child = subprocess.Popen([sys.executable, "-c", SERVE_CLI, "run", config, *argv[1:]], env=env)
+    # A shell starts background jobs with SIGINT ignored, and a Python started that way never raises
+    # KeyboardInterrupt: give the child the default SIGINT disposition back.
+    child = subprocess.Popen([sys.executable, "-c", SERVE_CLI, "run", config, *argv[1:]], env=env,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def forward(signum, frame):
         child.send_signal(signal.SIGINT)  # serve run's graceful path

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serve_app.models.layout import HF_MODEL_ID
@@ -115,6 +115,25 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures")
     webhook_attempts: int = Field(5, ge=1, le=20, description="webhook deliveries tried (backoff 1, 2, 4 ... s)")
 
+    # --- worker modes (the old worker's names, so existing deploys keep their env) -----------------
+    worker_mode: Literal["http", "queue", "buffer"] = Field(
+        "http", validation_alias=AliasChoices("worker_mode", "WORKER_MODE", "FASTWAN_WORKER_MODE"),
+        description="http: the API only; queue: Salad's job-queue worker feeds /generate (bad input answers 200 "
+                    "with status failed, so Salad does not retry it); buffer: pull jobs from an orchestrator")
+    orchestrator_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("orchestrator_base_url", "ORCHESTRATOR_BASE_URL"),
+        description="buffer mode: the orchestrator's base URL")
+    internal_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("internal_api_key", "INTERNAL_API_KEY"),
+        description="buffer mode: sent as X-Internal-API-Key")
+    buffer_worker_id: str | None = Field(
+        None, validation_alias=AliasChoices("buffer_worker_id", "BUFFER_WORKER_ID"),
+        description="buffer mode: this worker's id (default: SALAD_MACHINE_ID, else the host name)")
+    gpu_class: str | None = Field(None, validation_alias=AliasChoices("gpu_class", "GPU_CLASS"),
+                                  description="buffer mode: reported in heartbeats")
+    buffer_capacity: int = Field(1, ge=1, le=64, description="buffer mode: jobs claimed at once")
+    buffer_heartbeat_s: float = Field(5.0, gt=0, description="buffer mode: heartbeat period")
+
     # --- MP4 encoding -----------------------------------------------------------------------
     video_crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower: better, larger)")
     video_preset: str = Field("veryfast", description="x264 preset (speed of the MP4 encode)")
@@ -152,7 +171,10 @@ class Settings(BaseSettings):
         for name, field in cls.model_fields.items():
             default = field.default_factory() if field.default_factory else field.default
             default = [] if name == "api_keys" else default
-            rows.append(f"| `{name}` | `FASTWAN_{name.upper()}` | `{default}` | {field.description or ''} |")
+            env = ([a for a in field.validation_alias.choices if a.isupper()] if field.validation_alias
+                   else [f"FASTWAN_{name.upper()}"])
+            env_cell = " or ".join(f"`{e}`" for e in env)
+            rows.append(f"| `{name}` | {env_cell} | `{default}` | {field.description or ''} |")
         return "\n".join(rows)
 
     def resolve(self, gpus: float) -> "Settings":

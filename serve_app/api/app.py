@@ -1,5 +1,6 @@
 """Build the FastAPI app around a job service. No Ray here: tests can drive it with any generator."""
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -23,6 +24,10 @@ def create_fastapi(service: JobService, settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app):
         service.start_background()
+        if settings.worker_mode == "buffer":
+            from serve_app.modes.buffer import BufferWorker
+
+            service._background.append(asyncio.create_task(BufferWorker(service).run()))
         yield
         left = await service.drain(settings.drain_timeout_s)  # SIGTERM: finish running jobs first
         await service.stop_background()
