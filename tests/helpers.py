@@ -199,3 +199,16 @@ def actor_pid(class_name: str) -> int:
     if len(alive) != 1:
         raise LookupError(f"{len(alive)} live actors named {class_name}")
     return alive[0]["Pid"]
+
+
+def config_on_free_port(folder: Path) -> tuple[Path, int]:
+    """The shipped configs/serve.yaml, unchanged but for its HTTP port (a free one), written into `folder`."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "configs/serve.yaml").read_text())
+    port = free_port()
+    config["http_options"]["port"] = port
+    path = Path(folder) / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, port

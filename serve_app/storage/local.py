@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -30,24 +31,27 @@ class LocalStorage(Storage):
     def staging_dir(self) -> Path:
         return self.root / STAGING
 
-    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+    @contextlib.contextmanager
+    def _staged(self, key: str, data: bytes):
+        """A synced temp file in the staging folder holding `data` (removed afterwards if still there)."""
         fd, tmp = tempfile.mkstemp(dir=self.staging_dir())
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            self._publish(Path(tmp), key)
+            yield Path(tmp)
+        except OSError as exc:
+            raise StorageError(f"cannot write {key}: {exc}") from exc
         finally:
             Path(tmp).unlink(missing_ok=True)
 
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        with self._staged(key, data) as tmp:
+            self._publish(tmp, key)
+
     def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
-        fd, tmp = tempfile.mkstemp(dir=self.staging_dir())
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+        with self._staged(key, data) as tmp:
             target = self._path(key)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o644)
@@ -56,10 +60,6 @@ class LocalStorage(Storage):
             except FileExistsError:
                 return False
             return True
-        except OSError as exc:
-            raise StorageError(f"cannot write {key}: {exc}") from exc
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         path = Path(path)

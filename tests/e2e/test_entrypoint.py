@@ -12,23 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.helpers import free_port, kill_processes_mentioning
+from tests.helpers import config_on_free_port, kill_processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
 def test_entrypoint_queue_mode(tiny_model_root, tmp_path):
-    config = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
-    port = free_port()
-    config["http_options"]["port"] = port
-    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(config))
+    config_path, port = config_on_free_port(tmp_path)
     job = {"prompt": "a person talking", "num_frames": 9, "width": 64, "height": 64, "steps": 2, "seed": 1}
     jobs = [["salad-1", job], ["salad-bad", {**job, "num_frames": 10}], ["salad-1", job]]  # the last: a retry
     ray_tmp = tempfile.mkdtemp(prefix="fwq-", dir="/tmp")
-    env = {**os.environ, "FASTWAN_CONFIG": str(tmp_path / "serve.yaml"), "WORKER_MODE": "queue",
+    env = {**os.environ, "FASTWAN_CONFIG": str(config_path), "WORKER_MODE": "queue",
            "READY_URL": f"http://127.0.0.1:{port}/ready", "SALAD_QUEUE_WORKER": str(ROOT / "tests/fake_salad_queue_worker.py"),
            "FAKE_TARGET": f"http://127.0.0.1:{port}/generate", "FAKE_RESULTS": str(tmp_path / "results.json"),
            "FAKE_JOBS": json.dumps(jobs), "RAY_TMPDIR": ray_tmp, "FASTWAN_TINY_MODEL_DIR": str(tiny_model_root),

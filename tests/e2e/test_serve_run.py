@@ -9,22 +9,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from serve_app.media.video import probe_mp4
-from tests.helpers import free_port, kill_processes_mentioning, wait_http
+from tests.helpers import config_on_free_port, kill_processes_mentioning, wait_http
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def served(tiny_model_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("serve-run")
-    config = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
-    port = free_port()
-    config["http_options"]["port"] = port
-    (work / "serve.yaml").write_text(yaml.safe_dump(config))
+    config_path, port = config_on_free_port(work)
     ray_tmp = tempfile.mkdtemp(prefix="fwe-", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp,
            # reuse the session's tiny model instead of building another
@@ -32,7 +27,7 @@ def served(tiny_model_root, tmp_path_factory):
            "FASTWAN_DEFAULT_WIDTH": "64", "FASTWAN_DEFAULT_HEIGHT": "64"}
     serve_bin = Path(sys.executable).with_name("serve")
     log = open(work / "serve.log", "wb")
-    proc = subprocess.Popen([str(serve_bin), "run", str(work / "serve.yaml")], cwd=work, env=env, stdout=log,
+    proc = subprocess.Popen([str(serve_bin), "run", str(config_path)], cwd=work, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", timeout_s=240)

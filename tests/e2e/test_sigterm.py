@@ -7,27 +7,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from tests.helpers import free_port, kill_processes_mentioning, wait_http
+from tests.helpers import config_on_free_port, kill_processes_mentioning, wait_http
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
 def test_sigterm_drains_running_jobs(tiny_model_root, tmp_path):
-    config = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
-    port = free_port()
-    config["http_options"]["port"] = port
-    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(config))
+    config_path, port = config_on_free_port(tmp_path)
     ray_tmp = tempfile.mkdtemp(prefix="fws-", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "FASTWAN_TINY_MODEL_DIR": str(tiny_model_root),
            "FASTWAN_SELFCHECK": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(tmp_path / "serve.yaml")], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(config_path)], cwd=tmp_path,
                             env=env, stdout=open(tmp_path / "log", "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -1,7 +1,6 @@
 import asyncio
 
 import numpy as np
-import pytest
 
 from serve_app.backends.base import GeneratedVideo, GenerationParams, ProgressEvent, ResultEvent
 from serve_app.jobs.batching import WorkItem, group_compatible

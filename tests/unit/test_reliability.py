@@ -9,7 +9,6 @@ import json
 import threading
 import time
 
-import pytest
 from fastapi.testclient import TestClient
 
 from serve_app.api.app import create_api
