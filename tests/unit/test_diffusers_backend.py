@@ -68,3 +68,43 @@ def test_check_fails_when_backend_is_gone(tiny_model_root):
     b = create_backend(Settings(model="tiny", tiny_model_dir=tiny_model_root).resolve(gpus=0))
     with pytest.raises(RuntimeError, match="not loaded"):
         b.check()
+
+
+def test_first_frame_conditioning_mechanism(backend):
+    """The first latent frame is the VAE encoding of the prepared image at every denoising step and at the
+    end (Wan2.2 TI2V with expand_timesteps), checked against an encoding computed here, independently."""
+    import torch
+
+    image = image_png((250, 40, 40))
+    pipe = backend.i2v
+    seen_inputs, decoded = [], []
+
+    def before_transformer(module, args, kwargs):
+        seen_inputs.append(kwargs["hidden_states"][:, :, 0].detach().clone())
+
+    hook = pipe.transformer.register_forward_pre_hook(before_transformer, with_kwargs=True)
+    real_decode = pipe.vae.decode
+
+    def spy_decode(z, *a, **kw):
+        decoded.append(z[:, :, 0].detach().clone())
+        return real_decode(z, *a, **kw)
+
+    pipe.vae.decode = spy_decode
+    try:
+        backend.generate([params(3, image_png=image)], lambda *_: None)
+    finally:
+        hook.remove()
+        pipe.vae.decode = real_decode
+
+    pixels = pipe.video_processor.preprocess(Image.open(io.BytesIO(image)).convert("RGB"), height=64, width=96)
+    with torch.no_grad():
+        z = pipe.vae.encode(pixels.unsqueeze(2).to(pipe.vae.dtype)).latent_dist.mode()[:, :, 0]
+    cfg = pipe.vae.config
+    mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1)
+    std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1)
+    expected = (z - mean) / std  # what the DiT sees for frame 0
+    assert len(seen_inputs) == 3  # one transformer call per step (no CFG at guidance 1)
+    for first_frame in seen_inputs:
+        torch.testing.assert_close(first_frame.float(), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(decoded[0].float(), expected * std + mean, rtol=1e-4, atol=1e-4)  # at the end
+    assert expected.abs().mean() > 0.1  # a real signal, not zeros that would match anything
