@@ -30,7 +30,7 @@ tiny-model: $(VENV)/.base
 	$(PY) -m serve_app.models.tiny --out models/tiny
 
 run: tiny-model
-	$(VENV)/bin/serve run configs/serve.yaml
+	$(PY) -m serve_app.launch configs/serve.yaml   # = serve run configs/serve.yaml, stopping gracefully on Ctrl-C or SIGTERM
 
 test: $(VENV)/.test
 	$(PY) -m pytest -m "not soak and not gpu" $(PYTEST_ARGS)
