@@ -241,8 +241,7 @@ class JobService:
                                     self.settings.video_preset, video.pixel_format)
             encoded = time.perf_counter()
             size = path.stat().st_size
-            await self.store._retry(f"upload {job.id}", self.store.storage.put_file, video_key(job.id), path,
-                                    "video/mp4")
+            await self.store.save_video(job.id, path)
         finally:
             Path(path).unlink(missing_ok=True)
         stored = time.perf_counter()
