@@ -18,15 +18,16 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
 ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
 
+_SCHEMA = VideoCreateRequest.model_json_schema()
 CREATE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": VideoCreateRequest.model_json_schema()},
+            "application/json": {"schema": _SCHEMA},
             "multipart/form-data": {"schema": {
-                **VideoCreateRequest.model_json_schema(),
+                **_SCHEMA,
                 "properties": {
-                    **VideoCreateRequest.model_json_schema()["properties"],
+                    **_SCHEMA["properties"],
                     "input_reference": {"type": "string", "format": "binary",
                                         "description": "reference image file (or a URL / data URL as text)"},
                 },

@@ -86,10 +86,6 @@ class BackendInfo(BaseModel):
     details: dict = Field(default_factory=dict)
 
 
-class BackendError(RuntimeError):
-    """A generation failed because of the request (retrying the same input would fail again)."""
-
-
 class Backend(abc.ABC):
     """Load once, then generate batches of compatible requests."""
 

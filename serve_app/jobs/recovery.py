@@ -1,4 +1,5 @@
-"""Keep running jobs' heartbeats fresh, and adopt jobs whose ingress died (or was stopped) mid-flight.
+"""Keep running jobs' heartbeats fresh, adopt jobs whose ingress died (or was stopped) mid-flight, and pick
+up cancels that other replicas recorded for jobs queued here.
 
 Every unfinished job has an `active/<id>` marker. An ingress replica refreshes `heartbeat_at` on the
 records of the jobs it runs; every `recovery_interval_s` each replica looks at the markers, and a job
@@ -40,6 +41,8 @@ async def recovery_loop(service, first_delay_s: float = 2.0) -> None:
 async def recover_once(service) -> list[str]:
     """One pass over unfinished jobs; returns the ids this replica adopted."""
     adopted = []
+    # cancels asked on another replica for jobs queued here: skipped when the batch queue reaches them
+    service.cancelled_ids |= set(await service.store.cancel_requests()) & set(service.live)
     for job_id in await service.store.active_ids():
         if job_id in service.live or service.draining:
             continue

@@ -194,6 +194,7 @@ class JobService:
         except JobCancelled:
             job.status, job.completed_at = JobStatus.failed, int(time.time())
             job.error = JobError(code="cancelled", message="cancelled before it started")
+            await self.store.clear_cancel(job.id)
         except Exception as exc:  # noqa: BLE001 - every failure must end in a stored, readable state
             logger.warning("job %s failed: %s", job.id, exc, exc_info=not isinstance(exc, ValueError))
             job.status, job.completed_at = JobStatus.failed, int(time.time())
@@ -275,10 +276,10 @@ class JobService:
     async def run_batch(self, items: list[WorkItem]) -> list[GeneratedVideo | Exception]:
         """Send each group of compatible items to the generator; one outcome per item, in order."""
         outcomes: list[GeneratedVideo | Exception | None] = [None] * len(items)
-        cancelled = await asyncio.gather(*(self._cancelled(item.job_id) for item in items))
-        for index, stop in enumerate(cancelled):
-            if stop:
-                outcomes[index] = JobCancelled(items[index].job_id)
+        for index, item in enumerate(items):
+            if item.job_id in self.cancelled_ids:  # no storage round trip here: see recovery.recover_once
+                self.cancelled_ids.discard(item.job_id)
+                outcomes[index] = JobCancelled(item.job_id)
 
         async def run_group(indices: list[int]) -> None:
             group = [items[i] for i in indices]
@@ -300,15 +301,6 @@ class JobService:
         groups = [[todo[i] for i in g] for g in group_compatible([items[i] for i in todo])]
         await asyncio.gather(*(run_group(g) for g in groups))
         return [o if o is not None else RuntimeError("the generator returned no video") for o in outcomes]
-
-    async def _cancelled(self, job_id: str) -> bool:
-        if job_id in self.cancelled_ids:
-            self.cancelled_ids.discard(job_id)
-            return True
-        try:
-            return await self.store.cancel_requested(job_id)
-        except Exception:  # noqa: BLE001 - storage trouble must not stop work; the job runs
-            return False
 
     async def _generate_one(self, item: WorkItem) -> GeneratedVideo | Exception:
         return (await self.run_batch([item]))[0]
@@ -372,7 +364,7 @@ class JobService:
             live.job.error = JobError(code="cancelled", message="cancelled before it started")
             await self._finish(live)
             return live.job.model_copy(deep=True)
-        await self.store.request_cancel(job_id)  # another replica's: it checks before dispatching
+        await self.store.request_cancel(job_id)  # another replica's: its next recovery pass sees it
         return await self.wait(job_id, timeout_s=self.settings.max_wait_s)
 
     async def delete(self, job_id: str) -> None:

@@ -109,8 +109,13 @@ class JobStore:
     async def request_cancel(self, job_id: str) -> None:
         await self._retry(f"cancel {job_id}", self.storage.put_bytes, f"cancel/{job_id}", b"", "text/plain")
 
-    async def cancel_requested(self, job_id: str) -> bool:
-        return await self._retry(f"cancel? {job_id}", self.storage.exists, f"cancel/{job_id}")
+    async def cancel_requests(self) -> list[str]:
+        """Ids other replicas asked to cancel (one LIST, read by the recovery pass, not per job)."""
+        keys = await self._retry("list cancels", self.storage.list_keys, "cancel/")
+        return [k.removeprefix("cancel/") for k in keys]
+
+    async def clear_cancel(self, job_id: str) -> None:
+        await self._retry(f"uncancel {job_id}", self.storage.delete, f"cancel/{job_id}")
 
     # --- idempotency ---------------------------------------------------------------------------
     @staticmethod
