@@ -2,7 +2,8 @@
 
 Modes (each runs in its own process, so each starts with a clean GPU; results go to OUT/<mode>.json):
   bare        FastVideo's VideoGenerator as its docs show it (mp executor), no offload, its default precisions
-  bare-same   the same VideoGenerator at this service's settings (bf16 text encoder and VAE decode)
+  bare-same   the same VideoGenerator at this service's model settings (bf16 text encoder and VAE, fused VAE
+              kernels, cuDNN autotuning, and with --compile/--channels-last those): frames in hand, no MP4
   variants    this service's backend (Ray executor): VAE decode fp32 -> bf16 -> + torch.compile, one load
   cap32       this service's 32 GB profile under a 32 GB memory cap (torch.cuda.set_per_process_memory_fraction)
   service     `serve run configs/serve.yaml` (in scripts/box.sh): cold start, then HTTP submit -> MP4 stored
@@ -56,11 +57,14 @@ def run_bare(args, same_settings: bool) -> dict:
                                          dit_cpu_offload=False, dit_layerwise_offload=False,
                                          text_encoder_cpu_offload=False, vae_cpu_offload=False,
                                          image_encoder_cpu_offload=False, **extra)
-    if same_settings:  # the service's bf16 VAE, cuDNN autotuning (and compile), set where the worker reads them
+    if same_settings:  # the service's model settings (bf16 VAE, cuDNN autotuning, fused VAE kernels, compile)
         from serve_app.backends import fastvideo_worker as fw
 
         gen.executor.collective_rpc(fw.set_vae_precision, kwargs={"precision": "bf16"})
         gen.executor.collective_rpc(fw.set_cudnn_benchmark, kwargs={"enabled": True})
+        gen.executor.collective_rpc(fw.speed_up_vae)
+        if args.channels_last:
+            gen.executor.collective_rpc(fw.set_vae_channels_last)
         if args.compile:
             gen.executor.collective_rpc(fw.compile_transformer)
     load_s, ready_s = time.perf_counter() - t, time.perf_counter() - START
@@ -135,6 +139,16 @@ def run_cap32(args) -> dict:
     return out
 
 
+def run_load(args, omp_threads: str | None) -> dict:
+    """Only the service backend's load (Ray executor), with Ray's OMP_NUM_THREADS default or a set value."""
+    if omp_threads:
+        os.environ["OMP_NUM_THREADS"] = omp_threads  # before ray.init: the raylet passes it to the GPU worker
+    backend, load_s = _backend(args, memory_profile="speed", torch_compile=False)
+    out = {"load_s": round(load_s, 1), "omp_num_threads": omp_threads, "worker": backend.worker, "gpu": _gpu_name()}
+    backend.close()
+    return out
+
+
 def run_service(args) -> dict:
     """`serve run` the shipped config with the full-size model; HTTP submit -> completed (MP4 stored)."""
     import signal
@@ -152,8 +166,7 @@ def run_service(args) -> dict:
         "FASTVIDEO_ATTENTION_BACKEND", "TORCH_SDPA")
     (work / "serve.yaml").write_text(yaml.safe_dump(config))
     base = f"http://127.0.0.1:{config['http_options']['port']}"
-    cmd = ["scripts/box.sh", sys.executable, "-c",
-           "import sys; from ray.serve.scripts import cli; sys.exit(cli())", "run", str(work / "serve.yaml")]
+    cmd = ["scripts/box.sh", sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # as the container
     env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp")}
     log = open(Path(args.out) / "service_run.log", "wb")
     t0 = time.perf_counter()
@@ -171,7 +184,11 @@ def run_service(args) -> dict:
             time.sleep(1)
         out["cold_start_s"] = round(time.perf_counter() - t0, 1)
         out["ready"] = httpx.get(f"{base}/ready", timeout=5).json()
-        runs = []
+        if args.after_warmup:  # time the steady state: the background warm-up (compiles) has finished
+            while httpx.get(f"{base}/ready", timeout=5).json()["generator"]["warmup"] == "running":
+                time.sleep(1)
+            out["warmup_done_after_start_s"] = round(time.perf_counter() - t0, 1)
+        runs = []  # without --after-warmup the first video is sent as soon as /ready says 200
         with httpx.Client(timeout=600) as client:
             for seed in range(args.n + 1):
                 t = time.perf_counter()
@@ -187,12 +204,16 @@ def run_service(args) -> dict:
             from tests.helpers import png_bytes
 
             image = "data:image/png;base64," + base64.b64encode(png_bytes(1280, 704, (200, 120, 40))).decode()
-            t = time.perf_counter()
-            job = client.post(f"{base}/v1/videos", headers={"Prefer": "wait=500"},
-                              json={"prompt": PROMPT, "size": "1280x704", "num_frames": 121, "seed": 1,
-                                    "input_reference": image}).json()
-            assert job["status"] == "completed", job
-            out["image_to_video"] = {"seconds": round(time.perf_counter() - t, 3), "metrics": job["metrics"]}
+            i2v = []
+            for seed in range(1, args.i2v + 1):  # a second one is clean even if the first still compiled
+                t = time.perf_counter()
+                job = client.post(f"{base}/v1/videos", headers={"Prefer": "wait=500"},
+                                  json={"prompt": PROMPT, "size": "1280x704", "num_frames": 121, "seed": seed,
+                                        "input_reference": image}).json()
+                assert job["status"] == "completed", job
+                i2v.append({"seconds": round(time.perf_counter() - t, 3), "metrics": job["metrics"]})
+            out["image_to_video"] = i2v
+        out["ready_after"] = httpx.get(f"{base}/ready", timeout=5).json()
         out["runs"], out["warmup"] = runs[1:], runs[0]
     finally:
         os.killpg(proc.pid, signal.SIGINT)
@@ -300,7 +321,8 @@ def plot_stages(load: dict, path: Path) -> None:
 
 
 MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a, True),
-         "variants": run_variants, "cap32": run_cap32, "service": run_service}
+         "variants": run_variants, "cap32": run_cap32, "service": run_service,
+         "load": lambda a: run_load(a, None), "load-omp": lambda a: run_load(a, str(os.cpu_count()))}
 
 
 def main() -> None:
@@ -311,6 +333,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2, help="timed videos per configuration (after a warm-up)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the DiT in cap32/service")
     parser.add_argument("--channels-last", action="store_true", help="channels-last VAE convs in cap32/service")
+    parser.add_argument("--after-warmup", action="store_true", help="service: time videos after the warm-up ends")
+    parser.add_argument("--i2v", type=int, default=2, help="service: image-to-video requests after the text ones")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
@@ -326,7 +350,8 @@ def main() -> None:
         t = time.perf_counter()
         cmd = [sys.executable, __file__, mode, "--one", "--model-dir", args.model_dir, "--out", str(out),
                "--n", str(args.n)] + (["--compile"] if args.compile else []) \
-            + (["--channels-last"] if args.channels_last else [])
+            + (["--channels-last"] if args.channels_last else []) + (["--after-warmup"] if args.after_warmup else []) \
+            + ["--i2v", str(args.i2v)]
         with open(out / f"{mode}.log", "wb") as log:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
         print(f"== {mode}: rc={rc} in {time.perf_counter() - t:.0f} s", flush=True)

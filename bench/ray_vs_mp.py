@@ -34,7 +34,8 @@ def one(executor: str, args) -> dict:
     if executor.startswith("ray"):
         ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="fwb-", dir="/tmp"))
     settings = Settings(backend="fastvideo", model=args.model, tiny_model_dir=args.tiny_dir, device="cuda",
-                        fastvideo_executor=executor.split("-")[0]).resolve(gpus=1)
+                        fastvideo_executor=executor.split("+")[0].split("-")[0],
+                        encode_in_worker=executor.endswith("+mp4")).resolve(gpus=1)
     start = time.perf_counter()
     backend = FastVideoBackend(settings)
     backend.load()
@@ -70,7 +71,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--executors", default="ray mp",
-                        help="ray, mp, and ray-inline (Ray returns objects up to 512 MB inline, not via plasma)")
+                        help="ray, mp, ray-inline (Ray returns objects up to 512 MB inline, not via plasma); "
+                             "a +mp4 suffix encodes in the worker while decoding")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args()
     if args.one:
@@ -87,7 +89,9 @@ def main() -> None:
             print(proc.stdout[-3000:], proc.stderr[-5000:])
             raise SystemExit(f"{executor} run failed")
         results[executor] = json.loads(line[len("RESULT "):])
-    ratio = results["ray"]["median_s"] / results["mp"]["median_s"]
+        print(executor, json.dumps(results[executor]), flush=True)  # partial results survive a timeout
+    ratios = {f"{r} / {m}": results[r]["median_s"] / results[m]["median_s"]
+              for r, m in (("ray", "mp"), ("ray-inline", "mp"), ("ray+mp4", "mp+mp4")) if r in results and m in results}
     import torch
 
     card = torch.cuda.get_device_name(0)
@@ -95,16 +99,18 @@ def main() -> None:
         f"Card: {card}; model: {args.model}; {args.size}x{args.frames} frames; {args.n} timed videos per executor "
         f"after one warm-up; shm: {shm_size()}.",
         f"Command: `python bench/ray_vs_mp.py --model {args.model} --size {args.size} --frames {args.frames} "
-        f"--n {args.n}` ({time.strftime('%Y-%m-%d')})",
+        f"--n {args.n} --executors '{args.executors}'` ({time.strftime('%Y-%m-%d')}); "
+        "`+mp4`: the MP4 is encoded in the GPU worker while the VAE decodes (the service's default), "
+        "otherwise uint8 frames in hand",
         "",
         "| executor | load s | per video s (median) | all runs s | peak GPU GB |",
         "|---|---|---|---|---|",
         *(f"| {e} | {r['load_s']} | {r['median_s']} | {r['times']} | {r['peak_vram_gb']} |"
           for e, r in results.items()),
-        f"| **ray / mp** | | **{ratio:.3f}** | | |",
+        *(f"| **{name}** | | **{ratio:.3f}** | | |" for name, ratio in ratios.items()),
         "",
         "Stages of the last timed video (s): " + "; ".join(
-            f"{e}: " + ", ".join(f"{k} {v}" for k, v in r["stages"].items() if k.startswith(("worker", "rpc",
+            f"{e}: " + ", ".join(f"{k} {v}" for k, v in r["stages"].items() if k.startswith(("worker", "rpc", "encode",
                                                                                             "decod", "denois")))
             for e, r in results.items()),
     ])

@@ -2,7 +2,8 @@
 # The GPU check, in one call on the GPU machine (see docs/gpu.md):
 #   bash scripts/gpu_check.sh                    # tiny model: backend tests, Serve over HTTP, ray vs mp timing
 #   bash scripts/gpu_check.sh "tiny full" "variants cap32" "--n 2"   # + full-size model: bench/gpu_bench.py modes
-# First argument: sections (tiny, full); for full, the bench modes and extra bench arguments.
+#   bash scripts/gpu_check.sh vae                # the full-size VAE decode variants alone (bench/vae_decode.py)
+# First argument: sections (tiny, vae, full); for full, the bench modes and extra bench arguments.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
 set -uo pipefail
@@ -34,22 +35,28 @@ cat "$OUT/machine.txt"
 SECTIONS=${1:-tiny}
 if [[ " $SECTIONS " == *" tiny "* ]]; then
   step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
-  step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""
-  [ -n "${SKIP_SERVE:-}" ] || step serve_http 270 scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
+  [ -n "${SKIP_TESTS:-}" ] || step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""
+  [ -n "${SKIP_SERVE:-}" ] || step serve_http "${SERVE_TIMEOUT:-270}" scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
     --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
-  step ray_vs_mp 300 scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
+  step ray_vs_mp "${RAY_VS_MP_TIMEOUT:-300}" scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
     --size 1280x704 --frames 121 --n "${RAY_VS_MP_N:-3}" --executors "${EXECUTORS:-ray mp}" --out "$OUT"
+fi
+if [[ " $SECTIONS " == *" vae "* ]]; then
+  step vae_decode "${VAE_TIMEOUT:-400}" python3 bench/vae_decode.py --n "${VAE_N:-2}" --profile --out "$OUT" \
+    --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"
 fi
 if [[ " $SECTIONS " == *" full "* ]]; then
   step full_model 300 python3 -m serve_app.models.full --out /tmp/full
-  step bench 560 python3 bench/gpu_bench.py --model-dir /tmp/full/FastWan2.2-TI2V-5B-Diffusers --out "$OUT" \
+  step bench "${FULL_TIMEOUT:-560}" python3 bench/gpu_bench.py --model-dir /tmp/full/FastWan2.2-TI2V-5B-Diffusers --out "$OUT" \
     ${3:-} ${2:-bare variants cap32}
   python3 bench/gpu_bench.py --out "$OUT" report
 fi
 
-# only 8 files come back from the GPU machine: fold every log into one archive
-(cd "$OUT" && ls *.log >/dev/null 2>&1 && tar -cJf logs.tar.xz *.log && rm -f *.log)
+# only 8 files come back from the GPU machine: fold logs, JSON and profiles into one archive
+(cd "$OUT" && ls *.log *.json *.txt 2>/dev/null | grep -v machine.txt | tar -cJf results.tar.xz -T - \
+  && ls *.log *.json *.txt | grep -v machine.txt | xargs rm -f)
 echo; echo "== summary"; cat "$OUT/machine.txt"
 for name in "${!status[@]}"; do echo "$name: ${status[$name]}"; done
 [ -f "$OUT/ray_vs_mp.md" ] && cat "$OUT/ray_vs_mp.md"
 [ -f "$OUT/gpu_bench.md" ] && cat "$OUT/gpu_bench.md"
+[ -f "$OUT/vae_decode.md" ] && cat "$OUT/vae_decode.md"

@@ -53,8 +53,7 @@ def main() -> int:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="gsr-", dir="/tmp"),
            "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     log = open(out / "serve_run.log", "wb")
-    cmd = [sys.executable, "-c", "import sys; from ray.serve.scripts import cli; sys.exit(cli())", "run",
-           str(work / "serve.yaml")]
+    cmd = [sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # what the container runs
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     checks: dict[str, object] = {}
@@ -77,6 +76,7 @@ def main() -> int:
                          timeout=320).json()
         checks["generate"] = {"status": old["status"], "metrics": old.get("metrics"), "error": old.get("error")}
         checks["health"] = httpx.get(f"{base}/health", timeout=10).json()
+        checks["ready_after"] = httpx.get(f"{base}/ready", timeout=10).json()  # the warm-up's outcome
     except Exception as exc:  # noqa: BLE001 - reported in the summary
         checks["error"] = f"{type(exc).__name__}: {exc}"
     finally:
@@ -85,8 +85,9 @@ def main() -> int:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+    warmup = checks.get("ready_after", {}).get("generator", {}).get("warmup")
     ok = ("error" not in checks and checks.get("t2v", {}).get("ok") and checks.get("i2v", {}).get("ok")
-          and checks.get("generate", {}).get("status") == "succeeded")
+          and checks.get("generate", {}).get("status") == "succeeded" and warmup in ("done", "off"))
     checks["ok"] = bool(ok)
     (out / "serve_check.json").write_text(json.dumps(checks, indent=2, default=str))
     print(json.dumps(checks, indent=2, default=str)[-4000:])

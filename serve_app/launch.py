@@ -21,7 +21,10 @@ SERVE_CLI = "import sys; from ray.serve.scripts import cli; sys.exit(cli())"
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     config = argv[0] if argv else os.environ.get("FASTWAN_CONFIG", "configs/serve.yaml")
-    env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **os.environ}
+    # Ray sets OMP_NUM_THREADS=1 in every actor that reserves no CPU unless it is already set: FastVideo's
+    # GPU worker is such an actor, and would prepare the model's weights on one CPU core.
+    env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "OMP_NUM_THREADS": str(len(os.sched_getaffinity(0))), **os.environ}
     # A shell starts background jobs with SIGINT ignored, and a Python started that way never raises
     # KeyboardInterrupt: give the child the default SIGINT disposition back.
     child = subprocess.Popen([sys.executable, "-c", SERVE_CLI, "run", config, *argv[1:]], env=env,

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     tiny_model_dir: Path = Field(Path("models/tiny"), description="where the tiny model is built on demand")
     cpu_threads: int | None = Field(None, ge=1, description="torch threads on CPU (default: all cores)")
     selfcheck: bool = Field(True, description="run one small generation at start-up before reporting ready")
+    warmup: bool = Field(
+        True, description="after ready, make one text- and one image-to-video of the default size in the background, "
+                          "so torch.compile and cuDNN tuning are done before the first request (FastVideo backend)")
 
     # --- FastVideo (GPU) ------------------------------------------------------------------------
     fastvideo_executor: Literal["ray", "mp"] = Field(
@@ -56,6 +59,12 @@ class Settings(BaseSettings):
                           "new video shape (docs/benchmarks.md)")
     cudnn_benchmark: bool = Field(True, description="cuDNN picks the fastest conv algorithm per shape (VAE)")
     vae_channels_last: bool = Field(True, description="VAE 3-D convs in channels-last (NDHWC) layout")
+    vae_fused_kernels: bool = Field(
+        True, description="Wan VAE: norm + SiLU in one compiled kernel, bf16 upsampling, padding inside the convs "
+                          "(same output; docs/benchmarks.md)")
+    encode_in_worker: bool = Field(
+        True, description="FastVideo: encode the MP4 in the GPU worker while the VAE decodes (overlapped) and send "
+                          "only the MP4 back")
     gpu_memory_limit_gb: float | None = Field(
         None, gt=0, description="cap the GPU worker's memory (simulate a smaller card on a bigger one)")
     model_links_dir: Path = Field(Path("models/links"),

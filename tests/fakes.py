@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from serve_app.backends.base import GeneratedVideo, ProgressEvent, ResultEvent
 from serve_app.backends.status import GeneratorStatus
+from serve_app.media.video import encode_mp4
 
 
 class ActorDiedError(RuntimeError):
@@ -18,8 +21,10 @@ class FakeGenerator:
     """Frames whose colour encodes the seed; `fail_prompts` fail; `delay_s` per batch;
     the first `lose_replica` calls die like a killed generator replica."""
 
-    def __init__(self, delay_s: float = 0.0, fail_prompts: tuple[str, ...] = ("please fail",), lose_replica: int = 0):
+    def __init__(self, delay_s: float = 0.0, fail_prompts: tuple[str, ...] = ("please fail",), lose_replica: int = 0,
+                 encoded: bool = False):
         self.delay_s = delay_s
+        self.encoded = encoded  # send finished MP4s, as the FastVideo backend does when it encodes in its worker
         self.fail_prompts = fail_prompts
         self.lose_replica = lose_replica
         self.batches: list[list[int]] = []
@@ -35,10 +40,19 @@ class FakeGenerator:
             raise ActorDiedError("The actor died unexpectedly before finishing this task.")
         if any(p.prompt in self.fail_prompts for p in batch):
             raise RuntimeError("the fake generator was told to fail")
-        yield ResultEvent(videos=[
-            GeneratedVideo(frames=np.full((p.num_frames, p.height, p.width, 3), p.seed % 256, np.uint8),
-                           seed=p.seed, generation_sec=self.delay_s, batch_size=len(batch), pixel_format="rgb24")
-            for p in batch])
+        yield ResultEvent(videos=[self._video(p, len(batch)) for p in batch])
+
+    def _video(self, p, batch_size: int) -> GeneratedVideo:
+        frames = np.full((p.num_frames, p.height, p.width, 3), p.seed % 256, np.uint8)
+        if not self.encoded:
+            return GeneratedVideo(frames=frames, seed=p.seed, generation_sec=self.delay_s, batch_size=batch_size,
+                                  pixel_format="rgb24")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "v.mp4"
+            encode_mp4(frames, p.fps, path, pixel_format="rgb24")
+            mp4 = path.read_bytes()
+        return GeneratedVideo(mp4=mp4, shape=(p.num_frames, p.height, p.width), seed=p.seed,
+                              generation_sec=self.delay_s, batch_size=batch_size, stages={"encode_tail": 0.012})
 
     async def status(self, timeout_s: float) -> GeneratorStatus:
         if self.state == "hang":

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ProgressCallback = Callable[[int, int], None]
 """Called by a backend as `(steps_done, steps_total)` while it denoises."""
@@ -41,25 +41,35 @@ class GenerationParams(BaseModel):
 
 
 class GeneratedVideo(BaseModel):
-    """One finished video as uint8 frames plus what it cost.
+    """One finished video, as uint8 frames or as a finished MP4, plus what it cost.
 
-    `yuv420p` frames are I420 planes, (T, H * 3 // 2, W); `rgb24` frames are (T, H, W, 3).
+    `yuv420p` frames are I420 planes, (T, H * 3 // 2, W); `rgb24` frames are (T, H, W, 3). A backend
+    that encodes while it decodes (FastVideo in its GPU worker) sends `mp4` and `shape` instead.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    frames: np.ndarray
+    frames: np.ndarray | None = None
     pixel_format: Literal["yuv420p", "rgb24"] = "yuv420p"
+    mp4: bytes | None = Field(None, repr=False, description="the encoded video, when the backend encoded it")
+    shape: tuple[int, int, int] | None = Field(None, description="(frames, height, width) of `mp4`")
     seed: int
     generation_sec: float
     peak_vram_gb: float | None = None
     batch_size: int = 1
     stages: dict[str, float] = Field(default_factory=dict, description="seconds per model stage, where known")
 
+    @model_validator(mode="after")
+    def _one_payload(self):
+        if (self.frames is None) == (self.mp4 is None) or (self.mp4 is not None and self.shape is None):
+            raise ValueError("a GeneratedVideo carries either frames, or an mp4 with its shape")
+        return self
 
     @property
     def size(self) -> tuple[int, int, int]:
         """(frames, height, width)."""
+        if self.frames is None:
+            return self.shape
         if self.pixel_format == "rgb24":
             return self.frames.shape[0], self.frames.shape[1], self.frames.shape[2]
         return self.frames.shape[0], self.frames.shape[1] * 2 // 3, self.frames.shape[2]
@@ -103,6 +113,16 @@ class Backend(abc.ABC):
 
     def check(self) -> None:
         """Raise if the backend can no longer generate (lost device, dead worker)."""
+
+    def eager(self):
+        """A context in which generation skips torch.compile (the self-check's tiny shape would only waste it)."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def warmup_params(self, settings) -> list[GenerationParams]:
+        """Requests that prepare the common shapes after start-up (compiles, autotuning); none by default."""
+        return []
 
     def close(self) -> None:
         """Free the device; called when the replica stops."""

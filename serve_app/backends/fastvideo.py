@@ -9,6 +9,7 @@ pipeline shares random state across a batch, so each request keeps its own seed 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -105,13 +106,38 @@ class FastVideoBackend(Backend):
             self._rpc(fastvideo_worker.set_cudnn_benchmark, enabled=True)
         if s.vae_channels_last:
             self._rpc(fastvideo_worker.set_vae_channels_last)
+        vae_kernels = self._rpc(fastvideo_worker.speed_up_vae) if s.vae_fused_kernels else {}
+        self._rpc(fastvideo_worker.install_streaming_decode)  # inert unless a request passes `encode`
         self.worker = self._rpc(fastvideo_worker.describe_worker)
         cfg = self.generator.fastvideo_args.pipeline_config
         self.worker.update(memory_profile=self.profile, text_encoder_cpu_offload=te_offload,
                            text_encoder_precisions=list(cfg.text_encoder_precisions),
                            vae_precision=s.vae_precision, torch_compile=s.torch_compile,
                            cudnn_benchmark=s.cudnn_benchmark, vae_channels_last=s.vae_channels_last,
+                           vae_fused_kernels=bool(vae_kernels), encode_in_worker=s.encode_in_worker,
                            gpu_memory_limit_gb=s.gpu_memory_limit_gb)
+
+    @contextlib.contextmanager
+    def eager(self):
+        from serve_app.backends import fastvideo_worker
+
+        if not self.settings.torch_compile:
+            yield
+            return
+        self._rpc(fastvideo_worker.set_compile_stance, stance="force_eager")
+        try:
+            yield
+        finally:
+            self._rpc(fastvideo_worker.set_compile_stance, stance="default")
+
+    def warmup_params(self, settings: Settings) -> list[GenerationParams]:
+        """The default size, text- and image-to-video (each compiles its own DiT graph), when compiling."""
+        if not settings.torch_compile:
+            return []
+        w, h, frames = settings.default_width, settings.default_height, settings.default_num_frames
+        text = GenerationParams(prompt="warm-up", width=w, height=h, num_frames=frames, fps=settings.default_fps,
+                                num_inference_steps=settings.default_steps, guidance_scale=1.0, seed=0)
+        return [text, text.model_copy(update={"image_png": gray_png(w, h)})]
 
     def _rpc(self, fn, **kwargs):
         """Run `fn(worker_wrapper, **kwargs)` in the GPU worker process (module-level functions only)."""
@@ -144,30 +170,35 @@ class FastVideoBackend(Backend):
         with self._busy:
             for index, params in enumerate(batch):
                 start = time.perf_counter()
-                result = self._forward(self.forward_batch(params))
+                encode = (dict(fps=params.fps, crf=self.settings.video_crf, preset=self.settings.video_preset)
+                          if self.settings.encode_in_worker else None)
+                result = self._forward(self.forward_batch(params), encode)
+                payload = ({"mp4": result["mp4"], "shape": result["shape"]} if result.get("mp4") is not None
+                           else {"frames": result["frames"][0]})
                 videos.append(GeneratedVideo(
-                    frames=result["frames"][0], seed=params.seed, generation_sec=time.perf_counter() - start,
+                    **payload, seed=params.seed, generation_sec=time.perf_counter() - start,
                     peak_vram_gb=round(result["peak_memory_mb"] / 1024, 2) if result.get("peak_memory_mb") else None,
                     batch_size=len(batch), stages=result.get("stages", {}),
                 ))
                 on_progress(index + 1, len(batch))
         return videos
 
-    def _forward(self, forward_batch) -> dict:
+    def _forward(self, forward_batch, encode: dict | None = None) -> dict:
         from serve_app.backends import fastvideo_worker
 
         args = self.generator.fastvideo_args
         start = time.perf_counter()
         try:
-            if self.settings.fastvideo_executor == "ray":
-                result = self._rpc(fastvideo_worker.forward_frames, forward_batch=forward_batch, fastvideo_args=args)
-                # where the time between the model and these frames went (worker side, then Ray's hop)
+            if self.settings.fastvideo_executor == "ray" or encode:
+                result = self._rpc(fastvideo_worker.forward_frames, forward_batch=forward_batch,
+                                   fastvideo_args=args, encode=encode)
+                # where the time between the model and the result went (worker side, then the executor's hop)
                 result["stages"].update(worker_forward=round(result["forward_s"], 4),
                                         worker_to_host=round(result["transfer_s"], 4),
                                         rpc_return=round(time.perf_counter() - start - result["forward_s"]
                                                          - result["transfer_s"], 4))
                 return result
-            # mp: the video comes back by CUDA IPC; convert it here on the GPU, then copy 1.5 bytes a pixel.
+            # mp, frames: the video comes back by CUDA IPC; convert it here on the GPU, then copy 1.5 bytes a pixel.
             out = self.generator.executor.execute_forward(forward_batch, args)
             forward_s = time.perf_counter() - start
             extra = out.extra or {}
@@ -243,6 +274,16 @@ def memory_profile(settings: Settings) -> str:
         return settings.memory_profile
     memory = settings.gpu_memory_limit_gb or gpu_memory_gb()
     return "fit-32gb" if memory is not None and memory <= 40 else "speed"
+
+
+def gray_png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (128, 128, 128)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def image_tensor(png: bytes):

@@ -8,7 +8,9 @@ Imports fastvideo at module level: import this module only where FastVideo is in
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from fastvideo.worker.ray_distributed_executor import RayDistributedExecutor
@@ -40,29 +42,54 @@ def stage_times(logging_info) -> dict[str, float]:
     return {name: round(float(info.get("execution_time", 0.0)), 4) for name, info in stages.items()}
 
 
-def forward_frames(wrapper, forward_batch, fastvideo_args) -> dict:
-    """Run one forward pass and return uint8 frames, never the fp32 ForwardBatch.
+def forward_frames(wrapper, forward_batch, fastvideo_args, encode: dict | None = None) -> dict:
+    """Run one forward pass and return uint8 frames or a finished MP4, never the fp32 ForwardBatch.
 
     The stock Ray path ships the whole batch (the fp32 video alone is 1.3 GB at 1280x704x121) through
     Ray's object store and copies it again on the caller: 3.9x slower than the mp executor. Here the
-    video is converted to YUV 4:2:0 uint8 on the GPU, and only that (an eighth of the bytes) leaves.
+    video is converted to YUV 4:2:0 uint8 on the GPU, and only that (an eighth of the bytes) leaves;
+    with `encode` ({fps, crf, preset}) it is encoded while it decodes (fastvideo_stream) and only the
+    MP4 leaves.
     """
     torch.cuda.reset_peak_memory_stats()
+    sink = path = None
+    if encode:
+        from serve_app.backends.fastvideo_stream import VIDEO_SINK, StreamingEncoder
+
+        handle, name = tempfile.mkstemp(prefix="fastwan-", suffix=".mp4")
+        os.close(handle)
+        path = Path(name)
+        sink = StreamingEncoder(path, **encode)
+        forward_batch.extra[VIDEO_SINK] = sink
     start = time.perf_counter()
-    out = wrapper.worker.execute_forward(forward_batch, fastvideo_args)
-    forward_s = time.perf_counter() - start
-    frames = video_to_i420(out.output).cpu().numpy()
-    result = {
-        "frames": frames,
-        "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20,
-        "stages": stage_times(out.logging_info),
-        "forward_s": forward_s,
-        "transfer_s": time.perf_counter() - start - forward_s,
-    }
+    try:
+        out = wrapper.worker.execute_forward(forward_batch, fastvideo_args)
+        forward_s = time.perf_counter() - start
+        result = {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20,
+                  "stages": stage_times(out.logging_info), "forward_s": forward_s}
+        if sink is not None and sink.decoded_at is not None:
+            result["stages"]["encode_tail"] = round(sink.finish(), 4)
+            result.update(mp4=path.read_bytes(), shape=tuple(forward_batch_shape(forward_batch)), frames=None)
+        else:
+            if sink is not None:  # the stage did not stream (several videos in one batch): encode upstream
+                sink.abort()
+            result["frames"] = video_to_i420(out.output).cpu().numpy()
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+    result["transfer_s"] = time.perf_counter() - start - forward_s
     trace = (out.extra or {}).get("serve_ti2v_trace")
     if isinstance(trace, dict):  # only when a test asked for it
         result["ti2v_trace"] = trace
     return result
+
+
+def forward_batch_shape(forward_batch) -> tuple[int, int, int]:
+    return forward_batch.num_frames, forward_batch.height, forward_batch.width
 
 
 def describe_worker(wrapper) -> dict:
@@ -80,6 +107,7 @@ def describe_worker(wrapper) -> dict:
         "pipeline": type(pipeline).__name__,
         "stages": list(getattr(pipeline, "_stage_name_mapping", {}).keys()),
         "attention_backend": os.environ.get("FASTVIDEO_ATTENTION_BACKEND", "auto"),
+        "cpu_threads": torch.get_num_threads(),  # Ray sets OMP_NUM_THREADS=1 in actors that ask for no CPU
     }
 
 
@@ -133,3 +161,23 @@ def set_vae_channels_last(wrapper) -> dict:
             module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
             converted += 1
     return {"vae_channels_last_convs": converted}
+
+
+def speed_up_vae(wrapper) -> dict:
+    """Switch the worker's Wan VAE to fused kernels, same output (fastvideo_vae)."""
+    from serve_app.backends.fastvideo_vae import speed_up_wan_vae
+
+    return speed_up_wan_vae(wrapper.worker.pipeline.get_module("vae"))
+
+
+def install_streaming_decode(wrapper) -> str:
+    """Decode into the MP4 encoder chunk by chunk when a request asks for it (fastvideo_stream)."""
+    from serve_app.backends import fastvideo_stream
+
+    return fastvideo_stream.install(wrapper)
+
+
+def set_compile_stance(wrapper, stance: str) -> str:
+    """"force_eager": compiled modules run eagerly (no compile for a throwaway shape); "default": compile again."""
+    torch.compiler.set_stance(stance)
+    return stance

@@ -15,6 +15,8 @@ class GeneratorStatus(BaseModel):
     info: BackendInfo | None = None
     load_sec: float | None = None
     selfcheck_sec: float | None = None
+    warmup: Literal["off", "running", "done", "failed"] = "off"
+    warmup_sec: float | None = None
     busy: bool = False
 
     @property

@@ -2,13 +2,16 @@
 
 Model work runs in a worker thread, so the replica keeps answering health checks and status calls
 while it denoises; an asyncio lock keeps one batch on the device at a time. Progress and the
-result are streamed back to the ingress.
+result are streamed back to the ingress. Start-up: load, a tiny self-check run eagerly (compiling
+its throwaway shape would only cost time), ready; then, in the background, one video of each common
+shape so the first request does not pay torch.compile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -39,13 +42,30 @@ class Generator:
         self.status_.info = self.backend.info()
         if settings.selfcheck:
             start = time.perf_counter()
-            video = self.backend.generate([SELFCHECK], lambda *_: None)[0]
+            with self.backend.eager():
+                video = self.backend.generate([SELFCHECK], lambda *_: None)[0]
             expected = (SELFCHECK.num_frames, SELFCHECK.height, SELFCHECK.width)
             if video.size != expected:
                 raise RuntimeError(f"self-check produced a {video.size} video, expected {expected}")
             self.status_.selfcheck_sec = round(time.perf_counter() - start, 2)
         self.status_.state = "ready"
         self._log_selfcheck()
+        warmup = self.backend.warmup_params(settings) if settings.warmup else []
+        if warmup:  # requests that arrive meanwhile wait for the device, as they would for the compile itself
+            self.status_.warmup = "running"
+            threading.Thread(target=self._warm_up, args=(warmup,), name="warm-up", daemon=True).start()
+
+    def _warm_up(self, batch: list[GenerationParams]) -> None:
+        start = time.perf_counter()
+        try:
+            for params in batch:
+                self.backend.generate([params], lambda *_: None)
+            self.status_.warmup = "done"
+        except Exception:  # noqa: BLE001 - a failed warm-up leaves a working, only slower, first request
+            logger.exception("warm-up failed")
+            self.status_.warmup = "failed"
+        self.status_.warmup_sec = round(time.perf_counter() - start, 2)
+        logger.info("warm-up %s in %s s (%d videos)", self.status_.warmup, self.status_.warmup_sec, len(batch))
 
     def _log_selfcheck(self) -> None:
         info, s = self.status_.info, self.status_

@@ -238,8 +238,11 @@ class JobService:
         started = time.perf_counter()
         path = self.store.storage.staging_dir() / f"{job.id}.mp4"
         try:
-            await asyncio.to_thread(encode_mp4, video.frames, job.params.fps, path, self.settings.video_crf,
-                                    self.settings.video_preset, video.pixel_format)
+            if video.mp4 is not None:  # encoded by the backend while it decoded
+                await asyncio.to_thread(path.write_bytes, video.mp4)
+            else:
+                await asyncio.to_thread(encode_mp4, video.frames, job.params.fps, path, self.settings.video_crf,
+                                        self.settings.video_preset, video.pixel_format)
             encoded = time.perf_counter()
             size = path.stat().st_size
             await self.store.save_video(job.id, path)
@@ -248,7 +251,9 @@ class JobService:
         stored = time.perf_counter()
         now = int(time.time())
         job.metrics = job.metrics.model_copy(update=dict(
-            generation_sec=round(video.generation_sec, 3), encode_sec=round(encoded - started, 3),
+            generation_sec=round(video.generation_sec, 3),
+            # encoded in the GPU worker: only the part after the decode (inside generation_sec) is the encoder's
+            encode_sec=round(video.stages.get("encode_tail", 0.0) if video.mp4 is not None else encoded - started, 3),
             store_sec=round(stored - encoded, 3), total_sec=round(time.time() - live.accepted, 3),
             peak_vram_gb=video.peak_vram_gb, batch_size=video.batch_size, video_bytes=size, stages=video.stages,
         ))

@@ -24,33 +24,71 @@ class VideoProbe(BaseModel):
 BT709 = "colorprim=bt709:transfer=bt709:colormatrix=bt709"  # what serve_app.media.yuv produces
 
 
-def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18, preset: str = "veryfast",
-               pixel_format: str = "yuv420p") -> None:
-    """Encode uint8 frames into `path` as H.264 yuv420p, tagged BT.709 limited range.
+class Mp4Writer:
+    """Incremental H.264 MP4 writer: frames go in as they are made, the file is complete only after close().
 
-    `yuv420p`: I420 planes (T, H * 3 // 2, W), as the backends deliver them (no conversion here).
-    `rgb24`: (T, H, W, 3), converted with BT.709 by swscale. Sides must be even (every model size is).
+    uint8 frames, tagged BT.709 limited range. `yuv420p`: I420 planes (T, H * 3 // 2, W), as the
+    backends deliver them (no conversion here). `rgb24`: (T, H, W, 3), converted with BT.709 by
+    swscale. Sides must be even (every model size is). faststart moves the index to the front so a
+    player can stream from a presigned URL at once (it rewrites the file at close, hence a real file).
     """
-    import av
 
-    if frames.dtype != np.uint8 or not (
-            (pixel_format == "rgb24" and frames.ndim == 4 and frames.shape[-1] == 3)
-            or (pixel_format == "yuv420p" and frames.ndim == 3 and frames.shape[1] % 3 == 0)):
-        raise ValueError(f"expected uint8 {pixel_format} frames, got {frames.shape} {frames.dtype}")
-    height = frames.shape[1] if pixel_format == "rgb24" else frames.shape[1] * 2 // 3
-    width = frames.shape[2]
-    # faststart moves the index to the front so a player can stream from a presigned URL at once
-    # (it rewrites the file at close, hence a real file rather than a memory buffer).
-    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset, "x264-params": BT709}
+    def __init__(self, path: Path, fps: int, crf: int = 18, preset: str = "veryfast"):
+        self.path, self.fps, self.crf, self.preset = Path(path), fps, crf, preset
+        self.container = self.stream = None
+        self.frames_written = 0
+
+    def write(self, frames: np.ndarray, pixel_format: str = "yuv420p") -> None:
+        import av
+
+        if frames.dtype != np.uint8 or not (
+                (pixel_format == "rgb24" and frames.ndim == 4 and frames.shape[-1] == 3)
+                or (pixel_format == "yuv420p" and frames.ndim == 3 and frames.shape[1] % 3 == 0)):
+            raise ValueError(f"expected uint8 {pixel_format} frames, got {frames.shape} {frames.dtype}")
+        if self.container is None:
+            height = frames.shape[1] if pixel_format == "rgb24" else frames.shape[1] * 2 // 3
+            self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+            self.stream = self.container.add_stream("libx264", rate=Fraction(self.fps))
+            self.stream.width, self.stream.height, self.stream.pix_fmt = frames.shape[2], height, "yuv420p"
+            self.stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": BT709}
         for array in frames:
             frame = av.VideoFrame.from_ndarray(array, format=pixel_format)
             if pixel_format == "rgb24":
                 frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+            self.container.mux(self.stream.encode(frame))
+            self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file (raises if nothing was written)."""
+        if self.container is None:
+            raise ValueError("no frames were written")
+        try:
+            self.container.mux(self.stream.encode())
+        finally:
+            self.container.close()
+            self.container = None
+
+    def abort(self) -> None:
+        """Drop a half-written file."""
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - the file is deleted either way
+                pass
+            self.container = None
+        self.path.unlink(missing_ok=True)
+
+
+def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18, preset: str = "veryfast",
+               pixel_format: str = "yuv420p") -> None:
+    """Encode all `frames` into `path` (see Mp4Writer for the formats)."""
+    writer = Mp4Writer(path, fps, crf, preset)
+    try:
+        writer.write(frames, pixel_format)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def probe_mp4(data: bytes, decode: bool = True) -> tuple[VideoProbe, np.ndarray | None]:

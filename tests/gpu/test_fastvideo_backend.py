@@ -1,4 +1,4 @@
-"""The FastVideo backend on a GPU with the tiny model: Ray executor, self-check, seeds, TI2V mechanism."""
+"""The FastVideo backend on a GPU with the tiny model: Ray executor, self-check, seeds, TI2V, streamed MP4s."""
 
 import io
 import os
@@ -21,7 +21,8 @@ def backend(tiny_model_root):
     os.environ.setdefault("FASTVIDEO_ATTENTION_BACKEND", "TORCH_SDPA")
     ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="fwg-", dir="/tmp"))
     settings = Settings(backend="fastvideo", model="tiny", tiny_model_dir=tiny_model_root, device="cuda",
-                        fastvideo_executor=os.environ.get("FASTWAN_TEST_EXECUTOR", "ray")).resolve(gpus=1)
+                        fastvideo_executor=os.environ.get("FASTWAN_TEST_EXECUTOR", "ray"),
+                        encode_in_worker=False).resolve(gpus=1)  # frames, to compare exactly; streaming below
     b = FastVideoBackend(settings)
     b.load()
     yield b
@@ -86,3 +87,28 @@ def test_first_frame_conditioning_mechanism(backend):
     blue = backend.generate([params(5, png((40, 40, 250)))], lambda *_: None)[0].frames
     assert red.shape == text.shape == blue.shape
     assert not np.array_equal(red, text) and not np.array_equal(red, blue)
+
+
+def test_streamed_mp4_holds_the_stock_decode(backend, tmp_path):
+    """Decoding chunk by chunk into the worker's encoder gives the MP4 of the stock full decode."""
+    from serve_app.media.video import encode_mp4, probe_mp4
+
+    frames = backend._forward(backend.forward_batch(params(9)))["frames"][0]
+    encode = dict(fps=16, crf=0, preset="veryfast")  # lossless: x264 with threads is not bit-reproducible
+    streamed = backend._forward(backend.forward_batch(params(9)), encode)
+    assert streamed["frames"] is None and streamed["shape"] == (17, 128, 256)
+    assert streamed["stages"]["encode_tail"] >= 0
+    encode_mp4(frames, 16, tmp_path / "stock.mp4", crf=0, preset="veryfast")
+    probe, got = probe_mp4(streamed["mp4"])
+    _, want = probe_mp4((tmp_path / "stock.mp4").read_bytes())
+    assert (probe.codec, probe.num_frames, probe.width, probe.height) == ("h264", 17, 256, 128)
+    assert np.array_equal(got, want)  # the same frames went in
+
+
+def test_generate_streams_when_asked(backend):
+    backend.settings.encode_in_worker = True
+    try:
+        video = backend.generate([params(4)], lambda *_: None)[0]
+    finally:
+        backend.settings.encode_in_worker = False
+    assert video.frames is None and video.size == (17, 128, 256) and video.mp4[4:8] == b"ftyp"

@@ -54,6 +54,29 @@ def test_create_poll_download(app):
     assert abs(int(np.median(frames)) - 5) <= 3  # the fake's colour for seed 5 survived the encode
 
 
+def test_a_video_encoded_by_the_backend_is_stored_as_sent(app):
+    """The FastVideo backend encodes in its GPU worker: the ingress stores those bytes, encoding nothing itself."""
+    app.generator.encoded = True
+    job = app.post("/v1/videos", json={"prompt": "a cat", "size": "96x64", "num_frames": 9, "seed": 7, "fps": 8}).json()
+    done = wait_done(app, job["id"])
+    assert done["status"] == "completed" and done["metrics"]["encode_sec"] == 0.012  # the worker's encode tail
+    content = app.get(f"/v1/videos/{job['id']}/content").content
+    assert done["metrics"]["video_bytes"] == len(content)
+    probe, frames = probe_mp4(content)
+    assert (probe.num_frames, probe.width, probe.height) == (9, 96, 64) and abs(int(np.median(frames)) - 7) <= 3
+
+
+def test_generated_video_carries_frames_or_an_mp4_with_its_shape():
+    from serve_app.backends.base import GeneratedVideo
+
+    frames = np.zeros((5, 96, 64), np.uint8)
+    assert GeneratedVideo(frames=frames, seed=1, generation_sec=0).size == (5, 64, 64)
+    assert GeneratedVideo(mp4=b"x", shape=(5, 64, 96), seed=1, generation_sec=0).size == (5, 64, 96)
+    for bad in ({}, {"mp4": b"x"}, {"mp4": b"x", "shape": (5, 64, 96), "frames": frames}):
+        with pytest.raises(ValueError, match="either frames, or an mp4"):
+            GeneratedVideo(seed=1, generation_sec=0, **bad)
+
+
 def test_multipart_with_uploaded_image_and_extensions(app):
     resp = app.post("/v1/videos", data={"prompt": "a dog", "size": "64x64", "seed": "9"},
                     files={"input_reference": ("ref.png", png_bytes(), "image/png")})

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from serve_app.media.images import ImageError, decode_data_url, prepare_image
-from serve_app.media.video import encode_mp4, probe_mp4
+from serve_app.media.video import Mp4Writer, encode_mp4, probe_mp4
 
 
 def moving_square(frames=17, height=64, width=96):
@@ -60,6 +60,28 @@ def test_yuv_conversion_keeps_colours_and_is_tagged_bt709(tmp_path):
 
     with av.open(str(path)) as container:
         assert container.streams.video[0].codec_context.colorspace == 1  # BT.709 in the stream
+
+
+def test_writing_in_chunks_gives_the_same_video(tmp_path):
+    """The FastVideo worker writes 1 + 4 + 4 ... frames as the VAE decodes them: same frames as one write."""
+    frames = to_i420(moving_square())
+    encode_mp4(frames, 8, tmp_path / "whole.mp4", crf=0)
+    writer = Mp4Writer(tmp_path / "chunks.mp4", 8, crf=0)
+    for start in (0, 1, 5, 9, 13):
+        writer.write(frames[start:start + (1 if start == 0 else 4)])
+    writer.close()
+    _, whole = probe_mp4((tmp_path / "whole.mp4").read_bytes())
+    probe, chunks = probe_mp4((tmp_path / "chunks.mp4").read_bytes())
+    assert probe.num_frames == 17 and np.array_equal(whole, chunks)
+
+
+def test_an_aborted_or_empty_writer_leaves_no_file(tmp_path):
+    writer = Mp4Writer(tmp_path / "a.mp4", 8)
+    writer.write(to_i420(moving_square(frames=3)))
+    writer.abort()
+    assert not (tmp_path / "a.mp4").exists()
+    with pytest.raises(ValueError, match="no frames"):
+        Mp4Writer(tmp_path / "b.mp4", 8).close()
 
 
 def png(width, height, left=(255, 0, 0), right=(0, 0, 255), fmt="PNG"):

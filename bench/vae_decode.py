@@ -1,0 +1,190 @@
+"""The Wan2.2 VAE decode at 1280x704x121 on one GPU: FastVideo's own against our fused kernels and streaming.
+
+One process, the full-size TI2V-5B VAE with random weights (the real shapes; no model folder needed),
+the same latent for every variant. Each variant: one warm-up decode (compiles, cuDNN autotuning), then
+--n timed ones. Prints a markdown table, writes OUT/vae_decode.{json,md} and a CUDA-kernel profile of the
+stock and the fused decode (OUT/vae_profile.txt).
+
+    python bench/vae_decode.py --n 2 --out $OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+DEVICE = "cuda"  # FastVideo's decoding stage moves the VAE to the CUDA device itself
+
+
+def sync():
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def build_vae(dtype):
+    import torch
+    from fastvideo.configs.models.vaes import WanVAEConfig
+    from fastvideo.configs.models.vaes.wanvae import WanVAEArchConfig
+    from fastvideo.models.vaes.wanvae import AutoencoderKLWan
+
+    from serve_app.models.full import VAE
+
+    torch.manual_seed(0)
+    arch = WanVAEArchConfig(**{**VAE, "dim_mult": tuple(VAE["dim_mult"]),
+                               "temperal_downsample": tuple(VAE["temperal_downsample"])},
+                            latents_mean=(0.0,) * 48, latents_std=(1.0,) * 48)
+    config = WanVAEConfig(arch_config=arch)
+    config.load_encoder = False
+    vae = AutoencoderKLWan(config).eval().to(DEVICE, dtype)
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
+    return vae
+
+
+def fastvideo_args(precision: str):
+    config = SimpleNamespace(vae_decode_precision=precision, vae_precision=precision, vae_tiling=False)
+    return SimpleNamespace(pipeline_config=config, disable_autocast=False, vae_cpu_offload=False)
+
+
+def timed(fn, n: int) -> dict:
+    import torch
+
+    sync()
+    t = time.perf_counter()
+    fn()
+    sync()
+    warmup = time.perf_counter() - t
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    peak = torch.cuda.max_memory_allocated() / 1e9 if DEVICE == "cuda" else 0.0
+    return {"median_s": round(statistics.median(times), 3), "times": [round(x, 3) for x in times],
+            "warmup_s": round(warmup, 1), "peak_gb": round(peak, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2)
+    parser.add_argument("--size", default="1280x704")
+    parser.add_argument("--frames", type=int, default=121)
+    parser.add_argument("--variants", default="fp32 stock upsample padding fused all stream")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
+    args = parser.parse_args()
+    import torch
+    from fastvideo.pipelines.stages.decoding import DecodingStage
+
+    from serve_app.backends.fastvideo_stream import VIDEO_SINK, StreamingDecodingStage, StreamingEncoder
+    from serve_app.backends.fastvideo_vae import speed_up_wan_vae
+    from serve_app.media.video import encode_mp4
+    from serve_app.media.yuv import rgb_to_i420
+
+    torch.backends.cudnn.benchmark = True
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    w, h = (int(x) for x in args.size.split("x"))
+    z = torch.randn(1, 48, (args.frames - 1) // 4 + 1, h // 16, w // 16, device=DEVICE)
+    stock = build_vae(torch.bfloat16)
+    options = {"stock": {}, "upsample": dict(fuse_norms=False, conv_padding=False),
+               "padding": dict(fuse_norms=False, native_upsample=False),
+               "fused": dict(native_upsample=False, conv_padding=False), "all": {}, "stream": {}}
+    results, reference, vaes = {}, None, {}
+    bf16 = fastvideo_args("bf16")
+    for name in args.variants.split():
+        if name == "fp32":
+            vae = build_vae(torch.float32)
+            stage = DecodingStage(vae)
+            results[name] = timed(lambda: stage.decode(z, fastvideo_args("fp32")), args.n)
+            del vae, stage
+            torch.cuda.empty_cache()
+        elif name == "stream":  # all kernels; decode chunk by chunk into the encoder thread (ends with the MP4)
+            vae = vaes.get("all") or copy.deepcopy(stock)
+            if "all" not in vaes:
+                speed_up_wan_vae(vae)
+            stage = StreamingDecodingStage(vae)
+            tails = []
+
+            def stream():
+                path = Path(tempfile.mkstemp(suffix=".mp4")[1])
+                sink = StreamingEncoder(path, fps=24, crf=18, preset="veryfast")
+                stage.forward(SimpleNamespace(latents=z, extra={VIDEO_SINK: sink}), bf16)
+                tails.append(sink.finish())
+                path.unlink()
+
+            results[name] = timed(stream, args.n)
+            results[name]["encode_tail_s"] = [round(x, 3) for x in tails[1:]]
+        else:
+            vae = stock if name == "stock" else copy.deepcopy(stock)
+            if name != "stock":
+                results.setdefault("kernels", {})[name] = speed_up_wan_vae(vae, **options[name])
+            vaes[name] = vae
+            stage = DecodingStage(vae)
+            results[name] = timed(lambda: stage.decode(z, bf16), args.n)
+            with torch.no_grad():
+                video = stage.decode(z, bf16)
+            if name == "stock":
+                reference = video
+                frames = rgb_to_i420(video.permute(0, 2, 1, 3, 4))[0].cpu().numpy()
+                t = time.perf_counter()
+                encode_mp4(frames, 24, out / "noise.mp4", crf=18, preset="veryfast")
+                results["sequential MP4 encode"] = {"median_s": round(time.perf_counter() - t, 3),
+                                                   "bytes": (out / "noise.mp4").stat().st_size}
+                (out / "noise.mp4").unlink()
+            elif reference is not None:
+                diff = (video - reference).abs()
+                results[name]["max_abs_diff_vs_stock"] = round(diff.max().item(), 5)
+                results[name]["mean_abs_diff_vs_stock"] = round(diff.mean().item(), 6)
+            del video
+        print(name, json.dumps(results[name]), flush=True)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with open(out / "vae_profile.txt", "w") as f:
+            for name in ("stock", "all"):
+                if name not in vaes:
+                    continue
+                stage = DecodingStage(vaes[name])
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    stage.decode(z, bf16)
+                    sync()
+                f.write(f"== {name}\n{prof.key_averages().table(sort_by='cuda_time_total', row_limit=18)}\n")
+    rows = ["| VAE decode variant (bf16 autocast, channels-last, cuDNN autotune unless named) | median s | "
+            "runs s | peak GB | max / mean abs diff vs stock |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        if name == "kernels" or "times" not in r:
+            continue
+        diff = (f"{r['max_abs_diff_vs_stock']} / {r['mean_abs_diff_vs_stock']}"
+                if "max_abs_diff_vs_stock" in r else "-")
+        rows.append(f"| {name} | {r['median_s']} | {r['times']} | {r['peak_gb']} | {diff} |")
+    if "sequential MP4 encode" in results:
+        rows.append(f"| (MP4 encode of the stock output, after it: {results['sequential MP4 encode']['median_s']} s, "
+                    f"{results['sequential MP4 encode']['bytes'] / 1e6:.1f} MB) | | | | |")
+    text = "\n".join(rows)
+    print(text)
+    (out / "vae_decode.md").write_text(text + "\n")
+    gpu = torch.cuda.get_device_name(0) if DEVICE == "cuda" else DEVICE
+    (out / "vae_decode.json").write_text(json.dumps({"gpu": gpu, **results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Decode and encode at once, in the GPU worker: the MP4 is written while the VAE decodes.
+
+The Wan VAE decodes one latent frame (4 video frames) at a time anyway. This decoding stage hands
+each chunk, converted to YUV 4:2:0 uint8 on the GPU and copied to pinned host memory, to an H.264
+encoder thread; the encode (about 2 s for 121 frames at 1280x704) then overlaps the decode instead of
+following it, and only the MP4 crosses Ray, not 163 MB of frames. The encoder's C code runs outside
+Python's GIL on its own threads, so the decode loop keeps the GPU fed. Without a sink in
+`batch.extra[VIDEO_SINK]` (or for a batch of several videos) the stock decode runs.
+Imports fastvideo: import this module only where FastVideo is installed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+import torch
+from fastvideo.pipelines.stages.decoding import DecodingStage
+
+from serve_app.media.video import Mp4Writer
+from serve_app.media.yuv import rgb_to_i420
+
+VIDEO_SINK = "serve_video_sink"  # batch.extra key: a StreamingEncoder, set inside the worker only
+
+
+class StreamingEncoder:
+    """Encodes YUV chunks on a CPU thread while the GPU makes the next ones."""
+
+    def __init__(self, path: Path, fps: int, crf: int, preset: str):
+        self.writer = Mp4Writer(path, fps, crf, preset)
+        self.chunks: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.decoded_at: float | None = None
+        self.thread = threading.Thread(target=self._run, name="mp4-encoder", daemon=True)
+        self.thread.start()
+
+    def put(self, video: torch.Tensor) -> None:
+        """(1, C, T, H, W) floats in [0, 1] on the GPU: convert, start the copy to the host, queue it."""
+        yuv = rgb_to_i420(video.permute(0, 2, 1, 3, 4))[0]
+        host = torch.empty(yuv.shape, dtype=torch.uint8, pin_memory=yuv.is_cuda)
+        host.copy_(yuv, non_blocking=True)
+        done = torch.cuda.Event() if yuv.is_cuda else None
+        if done is not None:
+            done.record()
+        self.chunks.put((host, done))
+
+    def _run(self) -> None:
+        while (item := self.chunks.get()) is not None:
+            if self.error is not None:
+                continue  # drain; the error is raised by finish()
+            host, done = item
+            try:
+                if done is not None:
+                    done.synchronize()
+                self.writer.write(host.numpy())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller in finish()
+                self.error = exc
+
+    def finish(self) -> float:
+        """Wait for the last chunk and close the file; returns the seconds spent waiting (the encode tail)."""
+        start = time.perf_counter()
+        self.chunks.put(None)
+        self.thread.join()
+        if self.error is not None:
+            self.writer.abort()
+            raise self.error
+        self.writer.close()
+        return time.perf_counter() - start
+
+    def abort(self) -> None:
+        self.chunks.put(None)
+        self.thread.join()
+        self.writer.abort()
+
+
+class StreamingDecodingStage(DecodingStage):
+    """FastVideo's decoding stage, one latent frame at a time into the batch's sink (if it has one)."""
+
+    @torch.no_grad()
+    def forward(self, batch, fastvideo_args):
+        sink = batch.extra.get(VIDEO_SINK)
+        if sink is None or batch.latents.shape[0] != 1:
+            return super().forward(batch, fastvideo_args)
+        start = time.perf_counter()
+        cache = None
+        for i in range(batch.latents.shape[2]):
+            chunk, cache = self.streaming_decode(batch.latents[:, :, i:i + 1], fastvideo_args, cache,
+                                                 is_first_chunk=i == 0)
+            sink.put(chunk)
+        del cache
+        if fastvideo_args.vae_cpu_offload:
+            self.vae.to("cpu")
+        sink.decoded_at = time.perf_counter()
+        batch.extra["serve_decode_s"] = sink.decoded_at - start
+        batch.output = torch.empty((1, 3, 0, 1, 1))  # the frames are in the sink (5-d: FastVideo checks)
+        return batch
+
+
+def install(wrapper) -> str:
+    """Swap the worker pipeline's decoding stage for the streaming one (runs in the worker, once at start)."""
+    pipeline = wrapper.worker.pipeline
+    pipeline.post_init()
+    old = pipeline._stage_name_mapping["decoding_stage"]
+    if isinstance(old, StreamingDecodingStage):
+        return "already installed"
+    new = StreamingDecodingStage(vae=pipeline.get_module("vae"), pipeline=pipeline)
+    new._pipeline_stage_name = "decoding_stage"
+    pipeline._stages[pipeline._stages.index(old)] = new
+    pipeline._stage_name_mapping["decoding_stage"] = new
+    setattr(pipeline, "decoding_stage", new)
+    return "installed"
