@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--executors", default="ray mp",
                         help="ray, mp, ray-inline (Ray returns objects up to 512 MB inline, not via plasma); "
-                             "a +mp4 suffix encodes in the worker while decoding")
+                             "ray+mp4: encodes in the worker while decoding (the service's default)")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args()
     if args.one:
@@ -91,7 +91,7 @@ def main() -> None:
         results[executor] = json.loads(line[len("RESULT "):])
         print(executor, json.dumps(results[executor]), flush=True)  # partial results survive a timeout
     ratios = {f"{r} / {m}": results[r]["median_s"] / results[m]["median_s"]
-              for r, m in (("ray", "mp"), ("ray-inline", "mp"), ("ray+mp4", "mp+mp4")) if r in results and m in results}
+              for r, m in (("ray", "mp"), ("ray-inline", "mp"), ("ray+mp4", "mp")) if r in results and m in results}
     import torch
 
     card = torch.cuda.get_device_name(0)

@@ -63,8 +63,8 @@ class Settings(BaseSettings):
         True, description="Wan VAE: norm + SiLU in one compiled kernel, bf16 upsampling, padding inside the convs "
                           "(same output; docs/benchmarks.md)")
     encode_in_worker: bool = Field(
-        True, description="FastVideo: encode the MP4 in the GPU worker while the VAE decodes (overlapped) and send "
-                          "only the MP4 back")
+        True, description="FastVideo with the Ray executor: encode the MP4 in the GPU worker while the VAE decodes "
+                          "(overlapped) and send only the MP4 back")
     gpu_memory_limit_gb: float | None = Field(
         None, gt=0, description="cap the GPU worker's memory (simulate a smaller card on a bigger one)")
     model_links_dir: Path = Field(Path("models/links"),

@@ -114,7 +114,7 @@ class FastVideoBackend(Backend):
                            text_encoder_precisions=list(cfg.text_encoder_precisions),
                            vae_precision=s.vae_precision, torch_compile=s.torch_compile,
                            cudnn_benchmark=s.cudnn_benchmark, vae_channels_last=s.vae_channels_last,
-                           vae_fused_kernels=bool(vae_kernels), encode_in_worker=s.encode_in_worker,
+                           vae_fused_kernels=bool(vae_kernels), encode_in_worker=self.encodes_in_worker,
                            gpu_memory_limit_gb=s.gpu_memory_limit_gb)
 
     @contextlib.contextmanager
@@ -171,7 +171,7 @@ class FastVideoBackend(Backend):
             for index, params in enumerate(batch):
                 start = time.perf_counter()
                 encode = (dict(fps=params.fps, crf=self.settings.video_crf, preset=self.settings.video_preset)
-                          if self.settings.encode_in_worker else None)
+                          if self.encodes_in_worker else None)
                 result = self._forward(self.forward_batch(params), encode)
                 payload = ({"mp4": result["mp4"], "shape": result["shape"]} if result.get("mp4") is not None
                            else {"frames": result["frames"][0]})
@@ -183,13 +183,18 @@ class FastVideoBackend(Backend):
                 on_progress(index + 1, len(batch))
         return videos
 
+    @property
+    def encodes_in_worker(self) -> bool:
+        """With the Ray executor (the one measured): mp keeps handing frames over by CUDA IPC."""
+        return self.settings.encode_in_worker and self.settings.fastvideo_executor == "ray"
+
     def _forward(self, forward_batch, encode: dict | None = None) -> dict:
         from serve_app.backends import fastvideo_worker
 
         args = self.generator.fastvideo_args
         start = time.perf_counter()
         try:
-            if self.settings.fastvideo_executor == "ray" or encode:
+            if self.settings.fastvideo_executor == "ray":
                 result = self._rpc(fastvideo_worker.forward_frames, forward_batch=forward_batch,
                                    fastvideo_args=args, encode=encode)
                 # where the time between the model and the result went (worker side, then the executor's hop)

@@ -91,6 +91,8 @@ def test_first_frame_conditioning_mechanism(backend):
 
 def test_streamed_mp4_holds_the_stock_decode(backend, tmp_path):
     """Decoding chunk by chunk into the worker's encoder gives the MP4 of the stock full decode."""
+    if backend.settings.fastvideo_executor != "ray":
+        pytest.skip("only the Ray executor encodes in the worker")
     from serve_app.media.video import encode_mp4, probe_mp4
 
     frames = backend._forward(backend.forward_batch(params(9)))["frames"][0]
@@ -106,6 +108,8 @@ def test_streamed_mp4_holds_the_stock_decode(backend, tmp_path):
 
 
 def test_generate_streams_when_asked(backend):
+    if backend.settings.fastvideo_executor != "ray":
+        pytest.skip("only the Ray executor encodes in the worker")
     backend.settings.encode_in_worker = True
     try:
         video = backend.generate([params(4)], lambda *_: None)[0]
