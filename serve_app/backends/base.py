@@ -8,6 +8,7 @@ bytes a pixel on the wire instead of 12 for fp32 RGB, and no colour conversion l
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable
 from typing import Literal
 
@@ -116,8 +117,6 @@ class Backend(abc.ABC):
 
     def eager(self):
         """A context in which generation skips torch.compile (the self-check's tiny shape would only waste it)."""
-        import contextlib
-
         return contextlib.nullcontext()
 
     def warmup_params(self, settings) -> list[GenerationParams]:

@@ -94,7 +94,7 @@ class FastVideoBackend(Backend):
         if config != EXPECTED_CONFIG:
             raise RuntimeError(f"FastVideo resolved {self.model_path} to {config}, not {EXPECTED_CONFIG}")
         self.sampling = SamplingParam.from_pretrained(str(self.model_path))
-        from serve_app.backends import fastvideo_ti2v, fastvideo_worker
+        from serve_app.backends import fastvideo_stream, fastvideo_ti2v, fastvideo_worker
 
         self._rpc(fastvideo_worker.set_vae_precision, precision=s.vae_precision)
         self._rpc(fastvideo_ti2v.install)
@@ -107,7 +107,7 @@ class FastVideoBackend(Backend):
         if s.vae_channels_last:
             self._rpc(fastvideo_worker.set_vae_channels_last)
         vae_kernels = self._rpc(fastvideo_worker.speed_up_vae) if s.vae_fused_kernels else {}
-        self._rpc(fastvideo_worker.install_streaming_decode)  # inert unless a request passes `encode`
+        self._rpc(fastvideo_stream.install)  # inert unless a request passes `encode`
         self.worker = self._rpc(fastvideo_worker.describe_worker)
         cfg = self.generator.fastvideo_args.pipeline_config
         self.worker.update(memory_profile=self.profile, text_encoder_cpu_offload=te_offload,

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from fastvideo.pipelines.stages.decoding import DecodingStage
 
+from serve_app.backends.fastvideo_worker import replace_stage
 from serve_app.media.video import Mp4Writer
 from serve_app.media.yuv import rgb_to_i420
 
@@ -99,15 +100,11 @@ class StreamingDecodingStage(DecodingStage):
 
 
 def install(wrapper) -> str:
-    """Swap the worker pipeline's decoding stage for the streaming one (runs in the worker, once at start)."""
+    """Swap the worker pipeline's decoding stage for the streaming one (inert unless a request brings a sink)."""
     pipeline = wrapper.worker.pipeline
     pipeline.post_init()
     old = pipeline._stage_name_mapping["decoding_stage"]
     if isinstance(old, StreamingDecodingStage):
         return "already installed"
-    new = StreamingDecodingStage(vae=pipeline.get_module("vae"), pipeline=pipeline)
-    new._pipeline_stage_name = "decoding_stage"
-    pipeline._stages[pipeline._stages.index(old)] = new
-    pipeline._stage_name_mapping["decoding_stage"] = new
-    setattr(pipeline, "decoding_stage", new)
+    replace_stage(pipeline, "decoding_stage", StreamingDecodingStage(vae=pipeline.get_module("vae"), pipeline=pipeline))
     return "installed"

@@ -22,6 +22,8 @@ from fastvideo.models.utils import pred_noise_to_pred_video
 from fastvideo.pipelines.stages.denoising import DmdDenoisingStage
 from fastvideo.utils import dict_to_3d_list
 
+from serve_app.backends.fastvideo_worker import replace_stage
+
 TI2V_IMAGE = "serve_ti2v_image"  # batch.extra key: (1, 3, 1, H, W) float in [-1, 1], already H x W
 TI2V_TRACE = "serve_ti2v_trace"  # batch.extra key: set True to record the first frame at every step
 
@@ -116,11 +118,8 @@ def install(wrapper) -> str:
         return "already installed"
     if not isinstance(old, DmdDenoisingStage):
         raise RuntimeError(f"expected FastWan2.2's DMD denoising stage, found {type(old).__name__}")
-    new = Ti2vDmdDenoisingStage(pipeline.get_module("transformer"), old.scheduler, pipeline.get_module("vae"))
-    new._pipeline_stage_name = "denoising_stage"
-    pipeline._stages[pipeline._stages.index(old)] = new
-    pipeline._stage_name_mapping["denoising_stage"] = new
-    setattr(pipeline, "denoising_stage", new)
+    replace_stage(pipeline, "denoising_stage",
+                  Ti2vDmdDenoisingStage(pipeline.get_module("transformer"), old.scheduler, pipeline.get_module("vae")))
     return "installed"
 
 

@@ -69,7 +69,8 @@ def forward_frames(wrapper, forward_batch, fastvideo_args, encode: dict | None =
                   "stages": stage_times(out.logging_info), "forward_s": forward_s}
         if sink is not None and sink.decoded_at is not None:
             result["stages"]["encode_tail"] = round(sink.finish(), 4)
-            result.update(mp4=path.read_bytes(), shape=tuple(forward_batch_shape(forward_batch)), frames=None)
+            shape = (forward_batch.num_frames, forward_batch.height, forward_batch.width)
+            result.update(mp4=path.read_bytes(), shape=shape, frames=None)
         else:
             if sink is not None:  # the stage did not stream (several videos in one batch): encode upstream
                 sink.abort()
@@ -88,8 +89,13 @@ def forward_frames(wrapper, forward_batch, fastvideo_args, encode: dict | None =
     return result
 
 
-def forward_batch_shape(forward_batch) -> tuple[int, int, int]:
-    return forward_batch.num_frames, forward_batch.height, forward_batch.width
+def replace_stage(pipeline, name: str, new) -> None:
+    """Put `new` where the pipeline's stage `name` is (FastVideo keeps stages in a list, a dict and an attribute)."""
+    old = pipeline._stage_name_mapping[name]
+    new._pipeline_stage_name = name
+    pipeline._stages[next(i for i, stage in enumerate(pipeline._stages) if stage is old)] = new
+    pipeline._stage_name_mapping[name] = new
+    setattr(pipeline, name, new)
 
 
 def describe_worker(wrapper) -> dict:
@@ -168,13 +174,6 @@ def speed_up_vae(wrapper) -> dict:
     from serve_app.backends.fastvideo_vae import speed_up_wan_vae
 
     return speed_up_wan_vae(wrapper.worker.pipeline.get_module("vae"))
-
-
-def install_streaming_decode(wrapper) -> str:
-    """Decode into the MP4 encoder chunk by chunk when a request asks for it (fastvideo_stream)."""
-    from serve_app.backends import fastvideo_stream
-
-    return fastvideo_stream.install(wrapper)
 
 
 def set_compile_stance(wrapper, stance: str) -> str:
