@@ -15,6 +15,8 @@ Imports fastvideo: import this module only where FastVideo is installed.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from fastvideo.models.vaes import wanvae
@@ -26,15 +28,9 @@ def _rms_norm_silu(x: torch.Tensor, weight: torch.Tensor, silu: bool) -> torch.T
     return (F.silu(y) if silu else y).to(x.dtype)
 
 
-_compiled: dict[bool, object] = {}
-
-
-def _kernel(compiled: bool):
-    if not compiled:
-        return _rms_norm_silu
-    if True not in _compiled:
-        _compiled[True] = torch.compile(_rms_norm_silu, dynamic=True)
-    return _compiled[True]
+@functools.cache
+def _compiled_kernel():
+    return torch.compile(_rms_norm_silu, dynamic=True)
 
 
 class FusedRMSNormSiLU(wanvae.WanRMS_norm):
@@ -47,7 +43,8 @@ class FusedRMSNormSiLU(wanvae.WanRMS_norm):
         if not self.channel_first or isinstance(self.bias, torch.Tensor):
             return wanvae.WanRMS_norm.forward(self, x)
         # gamma * sqrt(dim) as one fp32 tensor: a float argument would compile once per channel count
-        return _kernel(self.compiled)(x, self.gamma.float() * self.scale, self.silu)
+        kernel = _compiled_kernel() if self.compiled else _rms_norm_silu
+        return kernel(x, self.gamma.float() * self.scale, self.silu)
 
 
 class NativeDtypeUpsample(wanvae.WanUpsample):
