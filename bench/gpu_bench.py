@@ -7,7 +7,10 @@ Modes (each runs in its own process, so each starts with a clean GPU; results go
   variants    this service's backend (Ray executor): VAE decode fp32 -> bf16 -> + torch.compile, one load
   cap32       this service's 32 GB profile under a 32 GB memory cap (torch.cuda.set_per_process_memory_fraction)
   service     `serve run configs/serve.yaml` (in scripts/box.sh): cold start, then HTTP submit -> MP4 stored
+  bare-load   bare-same's start only: process start -> generator loaded (the cold-start baseline)
+  cold        service's start only: launch -> /ready 200, with the generator's own load and self-check times
   report      merge the JSON files into a markdown table and a stage plot (PNG)
+A mode given twice runs twice (results <mode>.json, <mode>-2.json, ...): `bare-load cold bare-load cold`.
 
     python bench/gpu_bench.py --model-dir /tmp/full --out $OUT bare variants cap32
     python bench/gpu_bench.py --out DIR report
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -43,7 +47,7 @@ def _gpu_name():
     return torch.cuda.get_device_name(0)
 
 
-def run_bare(args, same_settings: bool) -> dict:
+def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
     """FastVideo alone: load, one warm-up video, then timed ones; frames in hand (return_frames)."""
     os.environ["FASTVIDEO_STAGE_LOGGING"] = "1"
     from fastvideo import VideoGenerator
@@ -68,6 +72,8 @@ def run_bare(args, same_settings: bool) -> dict:
         if args.compile:
             gen.executor.collective_rpc(fw.compile_transformer)
     load_s, ready_s = time.perf_counter() - t, time.perf_counter() - START
+    if load_only:
+        return {"load_s": round(load_s, 1), "process_to_ready_s": round(ready_s, 1), "gpu": _gpu_name()}
     runs = []
     for seed in range(args.n + 1):
         t = time.perf_counter()
@@ -149,7 +155,7 @@ def run_load(args, omp_threads: str | None) -> dict:
     return out
 
 
-def run_service(args) -> dict:
+def run_service(args, cold_only: bool = False) -> dict:
     """`serve run` the shipped config with the full-size model; HTTP submit -> completed (MP4 stored)."""
     import signal
     import tempfile
@@ -168,7 +174,7 @@ def run_service(args) -> dict:
     base = f"http://127.0.0.1:{config['http_options']['port']}"
     cmd = ["scripts/box.sh", sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # as the container
     env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp")}
-    log = open(Path(args.out) / "service_run.log", "wb")
+    log = open(Path(args.out) / f"{args.name or 'service'}_run.log", "wb")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     out: dict = {"gpu": _gpu_name()}
@@ -181,9 +187,15 @@ def run_service(args) -> dict:
                     break
             except httpx.HTTPError:
                 pass
-            time.sleep(1)
-        out["cold_start_s"] = round(time.perf_counter() - t0, 1)
+            time.sleep(0.25)  # a /ready that waits on a loading generator already takes 2 s
+        out["cold_start_s"], seen_at = round(time.perf_counter() - t0, 1), time.time()
         out["ready"] = httpx.get(f"{base}/ready", timeout=5).json()
+        generator = out["ready"]["generator"]
+        out["generator_load_s"], out["selfcheck_s"] = generator["load_sec"], generator["selfcheck_sec"]
+        out["http_lag_s"] = round(seen_at - generator["ready_at"], 2)  # replica ready -> a poller sees 200
+        out["prestarted_worker"] = generator["info"]["details"].get("prestarted_worker")
+        if cold_only:
+            return out
         if args.after_warmup:  # time the steady state: the background warm-up (compiles) has finished
             while httpx.get(f"{base}/ready", timeout=5).json()["generator"]["warmup"] == "running":
                 time.sleep(1)
@@ -226,8 +238,9 @@ def run_service(args) -> dict:
 
 def summary(result: dict) -> str:
     """One line per configuration: median seconds, and the median run's stages and memory."""
-    parts = [f"{k}={result[k]}" for k in ("load_s", "process_to_ready_s", "cold_start_s", "compile_error")
-             if k in result]
+    keys = ("load_s", "process_to_ready_s", "cold_start_s", "generator_load_s", "selfcheck_s", "http_lag_s",
+            "prestarted_worker", "compile_error")
+    parts = [f"{k}={result[k]}" for k in keys if k in result]
     for name, res in ({"": result} if "runs" in result else result.get("variants", {})).items():
         run = sorted(res["runs"], key=lambda r: r["seconds"])[len(res["runs"]) // 2]
         parts.append(f"[{name}] median {median_s(res):.2f}s warmup {res['warmup']['seconds']}s "
@@ -241,6 +254,7 @@ def median_s(result: dict) -> float:
 
 def report(out_dir: Path) -> str:
     load = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json") if p.stem in MODES}
+    starts = cold_start_lines(out_dir)
     rows = ["| configuration | per video s (median) | text / denoise / VAE decode / MP4 encode / other s | peak GPU GB |",
             "|---|---|---|---|"]
 
@@ -262,10 +276,25 @@ def report(out_dir: Path) -> str:
         add("service backend, 32 GB profile under a 32 GB cap", load["cap32"])
     if "service" in load:
         add("**service end to end** (HTTP submit -> MP4 stored)", load["service"])
-    text = "\n".join(rows)
+    text = "\n".join(rows + starts)
     (out_dir / "gpu_bench.md").write_text(text + "\n")
     plot_stages(load, out_dir / "stages.png")
     return text
+
+
+def cold_start_lines(out_dir: Path) -> list[str]:
+    """Cold start against the bare load, in the order they ran (bare-load and cold modes)."""
+    def runs(mode: str, key: str) -> list[float]:
+        files = [p for p in out_dir.glob(f"{mode}*.json") if re.fullmatch(rf"{re.escape(mode)}(-\d+)?", p.stem)]
+        order = sorted(files, key=lambda p: int(p.stem.removeprefix(mode).strip("-") or 1))
+        return [json.loads(p.read_text())[key] for p in order]
+
+    bare, cold = runs("bare-load", "process_to_ready_s"), runs("cold", "cold_start_s")
+    if not bare or not cold:
+        return []
+    gap = statistics.median(cold) - statistics.median(bare)
+    return ["", f"cold start (launch -> /ready 200): {cold} s; bare FastVideo process start -> loaded: {bare} s; "
+                f"median gap {gap:.1f} s (goal <= 15)"]
 
 
 def stage_split(run: dict) -> dict[str, float]:
@@ -322,6 +351,7 @@ def plot_stages(load: dict, path: Path) -> None:
 
 MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a, True),
          "variants": run_variants, "cap32": run_cap32, "service": run_service,
+         "bare-load": lambda a: run_bare(a, True, load_only=True), "cold": lambda a: run_service(a, cold_only=True),
          "load": lambda a: run_load(a, None), "load-omp": lambda a: run_load(a, str(os.cpu_count()))}
 
 
@@ -336,29 +366,32 @@ def main() -> None:
     parser.add_argument("--after-warmup", action="store_true", help="service: time videos after the warm-up ends")
     parser.add_argument("--i2v", type=int, default=2, help="service: image-to-video requests after the text ones")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        (out / f"{args.modes[0]}.json").write_text(json.dumps(MODES[args.modes[0]](args), indent=2))
+        (out / f"{args.name or args.modes[0]}.json").write_text(json.dumps(MODES[args.modes[0]](args), indent=2))
         sys.stdout.flush()
         os._exit(0)  # skip FastVideo's executor destructors, which try to restart Ray at interpreter exit
-    for mode in args.modes:
+    for index, mode in enumerate(args.modes):
         if mode == "report":
             print(report(out))
             continue
+        repeat = args.modes[:index].count(mode)
+        name = f"{mode}-{repeat + 1}" if repeat else mode
         t = time.perf_counter()
-        cmd = [sys.executable, __file__, mode, "--one", "--model-dir", args.model_dir, "--out", str(out),
-               "--n", str(args.n)] + (["--compile"] if args.compile else []) \
+        cmd = [sys.executable, __file__, mode, "--one", "--name", name, "--model-dir", args.model_dir,
+               "--out", str(out), "--n", str(args.n)] + (["--compile"] if args.compile else []) \
             + (["--channels-last"] if args.channels_last else []) + (["--after-warmup"] if args.after_warmup else []) \
             + ["--i2v", str(args.i2v)]
-        with open(out / f"{mode}.log", "wb") as log:
+        with open(out / f"{name}.log", "wb") as log:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
-        print(f"== {mode}: rc={rc} in {time.perf_counter() - t:.0f} s", flush=True)
-        if (out / f"{mode}.json").exists():
-            print(summary(json.loads((out / f"{mode}.json").read_text())), flush=True)
+        print(f"== {name}: rc={rc} in {time.perf_counter() - t:.0f} s", flush=True)
+        if (out / f"{name}.json").exists():
+            print(summary(json.loads((out / f"{name}.json").read_text())), flush=True)
         else:
-            print((out / f"{mode}.log").read_text()[-2500:], flush=True)
+            print((out / f"{name}.log").read_text()[-2500:], flush=True)
 
 
 if __name__ == "__main__":

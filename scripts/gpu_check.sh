@@ -4,6 +4,7 @@
 #   bash scripts/gpu_check.sh "tiny full" "variants cap32" "--n 2"   # + full-size model: bench/gpu_bench.py modes
 #   bash scripts/gpu_check.sh vae                # the full-size VAE decode variants alone (bench/vae_decode.py)
 # First argument: sections (tiny, vae, full); for full, the bench modes and extra bench arguments.
+# Knobs: SKIP_TESTS, SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, *_TIMEOUT.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
 set -uo pipefail
@@ -38,7 +39,7 @@ if [[ " $SECTIONS " == *" tiny "* ]]; then
   [ -n "${SKIP_TESTS:-}" ] || step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""
   [ -n "${SKIP_SERVE:-}" ] || step serve_http "${SERVE_TIMEOUT:-270}" scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
     --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
-  step ray_vs_mp "${RAY_VS_MP_TIMEOUT:-300}" scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
+  [ -n "${SKIP_RAY_VS_MP:-}" ] || step ray_vs_mp "${RAY_VS_MP_TIMEOUT:-300}" scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
     --size 1280x704 --frames 121 --n "${RAY_VS_MP_N:-3}" --executors "${EXECUTORS:-ray mp}" --out "$OUT"
 fi
 if [[ " $SECTIONS " == *" vae "* ]]; then

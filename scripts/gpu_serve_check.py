@@ -86,8 +86,12 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     warmup = checks.get("ready_after", {}).get("generator", {}).get("warmup")
-    ok = ("error" not in checks and checks.get("t2v", {}).get("ok") and checks.get("i2v", {}).get("ok")
-          and checks.get("generate", {}).get("status") == "succeeded" and warmup in ("done", "off"))
+    # the GPU worker started ahead of the replica's imports is the one FastVideo's executor runs on
+    prestart = checks.get("ready", {}).get("generator", {}).get("info", {}).get("details", {}).get("prestarted_worker")
+    checks["prestarted_worker"] = prestart
+    ok = ("error" not in checks and prestart == "adopted" and checks.get("t2v", {}).get("ok")
+          and checks.get("i2v", {}).get("ok") and checks.get("generate", {}).get("status") == "succeeded"
+          and warmup in ("done", "off"))
     checks["ok"] = bool(ok)
     (out / "serve_check.json").write_text(json.dumps(checks, indent=2, default=str))
     print(json.dumps(checks, indent=2, default=str)[-4000:])

@@ -70,3 +70,19 @@ def one_at_a_time(service):
 
     service.generate = generate
     return service
+
+
+class StandInWorkerWrapper:
+    """In place of FastVideo's RayWorkerWrapper for the prestart tests (FastVideo is not installed on CPU)."""
+
+    def __init__(self, fastvideo_args, rpc_rank: int = 0):
+        self.fastvideo_args, self.rpc_rank = fastvideo_args, rpc_rank
+
+    def get_node_ip(self) -> str:
+        return "127.0.0.1"
+
+    def execute_method(self, method: str, *args, **kwargs):
+        import os
+
+        return {"method": method, "args": args, "fastvideo_args": self.fastvideo_args, "rpc_rank": self.rpc_rank,
+                "pid": os.getpid()}

@@ -116,7 +116,7 @@ class Backend(abc.ABC):
         """Raise if the backend can no longer generate (lost device, dead worker)."""
 
     def eager(self):
-        """A context in which generation skips torch.compile (the self-check's tiny shape would only waste it)."""
+        """A context for the self-check: no torch.compile or autotuning for its throwaway shape."""
         return contextlib.nullcontext()
 
     def warmup_params(self, settings) -> list[GenerationParams]:

@@ -62,12 +62,17 @@ class FastVideoBackend(Backend):
         self.generator = None
         self.model_path: Path | None = None
         self.worker: dict = {}
+        self.prestarted = None
         self._busy = threading.Lock()
         self._broken: str | None = None
 
     # --- start-up ------------------------------------------------------------------------------
     def load(self) -> None:
         s = self.settings
+        if s.fastvideo_executor == "ray":  # first: its import of FastVideo overlaps the one below
+            from serve_app.backends.fastvideo_prestart import prestart_worker
+
+            self.prestarted = prestart_worker(warm_compile_pool=s.torch_compile)
         if s.attention_backend != "auto":
             os.environ["FASTVIDEO_ATTENTION_BACKEND"] = s.attention_backend
         os.environ.setdefault("FASTVIDEO_STAGE_LOGGING", "1")  # per-stage times for metrics; cheap
@@ -77,7 +82,7 @@ class FastVideoBackend(Backend):
         self.profile = memory_profile(s)
         te_offload = s.text_encoder_cpu_offload if s.text_encoder_cpu_offload is not None \
             else self.profile == "fit-32gb"
-        generator_cls = serve_video_generator_class()
+        generator_cls = serve_video_generator_class(self.prestarted)
         self.generator = generator_cls.from_pretrained(
             str(self.model_path),
             num_gpus=1,
@@ -115,20 +120,19 @@ class FastVideoBackend(Backend):
                            vae_precision=s.vae_precision, torch_compile=s.torch_compile,
                            cudnn_benchmark=s.cudnn_benchmark, vae_channels_last=s.vae_channels_last,
                            vae_fused_kernels=bool(vae_kernels), encode_in_worker=self.encodes_in_worker,
-                           gpu_memory_limit_gb=s.gpu_memory_limit_gb)
+                           gpu_memory_limit_gb=s.gpu_memory_limit_gb,
+                           prestarted_worker=self.prestarted.state if self.prestarted else "off (no placement group)")
 
     @contextlib.contextmanager
     def eager(self):
+        """No torch.compile and no cuDNN algorithm search for the self-check's throwaway shape."""
         from serve_app.backends import fastvideo_worker
 
-        if not self.settings.torch_compile:
-            yield
-            return
-        self._rpc(fastvideo_worker.set_compile_stance, stance="force_eager")
+        self._rpc(fastvideo_worker.set_throwaway_mode, on=True, cudnn_benchmark=self.settings.cudnn_benchmark)
         try:
             yield
         finally:
-            self._rpc(fastvideo_worker.set_compile_stance, stance="default")
+            self._rpc(fastvideo_worker.set_throwaway_mode, on=False, cudnn_benchmark=self.settings.cudnn_benchmark)
 
     def warmup_params(self, settings: Settings) -> list[GenerationParams]:
         """The default size, text- and image-to-video (each compiles its own DiT graph), when compiling."""
@@ -252,6 +256,8 @@ class FastVideoBackend(Backend):
             except Exception:  # noqa: BLE001 - best effort on the way down
                 logger.exception("FastVideo executor shutdown failed")
             self.generator = None
+        elif self.prestarted is not None:  # the load failed before the executor took it over
+            self.prestarted.stop()
 
 
 def gpu_memory_gb() -> float | None:
@@ -310,8 +316,10 @@ def _is_fatal(exc: Exception) -> bool:
                                    "BrokenPipe", "CUDA error", "device-side assert"))
 
 
-def serve_video_generator_class():
+def serve_video_generator_class(prestarted=None):
     """VideoGenerator whose Ray executor is `ServeRayExecutor` (FastVideo picks executors by a static lookup)."""
+    import functools
+
     from fastvideo import VideoGenerator
     from fastvideo.worker.executor import Executor
 
@@ -320,8 +328,8 @@ def serve_video_generator_class():
     class ServeVideoGenerator(VideoGenerator):
         @classmethod
         def from_fastvideo_args(cls, fastvideo_args, *, log_queue=None):
-            executor = (ServeRayExecutor if fastvideo_args.distributed_executor_backend == "ray"
-                        else Executor.get_class(fastvideo_args))
+            executor = (functools.partial(ServeRayExecutor, prestarted=prestarted)
+                        if fastvideo_args.distributed_executor_backend == "ray" else Executor.get_class(fastvideo_args))
             return cls(fastvideo_args=fastvideo_args, executor_class=executor, log_stats=False, log_queue=log_queue)
 
     return ServeVideoGenerator

@@ -17,11 +17,23 @@ from fastvideo.worker.ray_distributed_executor import RayDistributedExecutor
 
 
 class ServeRayExecutor(RayDistributedExecutor):
-    """FastVideo 0.2.1's Ray executor, buildable.
+    """FastVideo 0.2.1's Ray executor, buildable, and taking a worker started ahead (fastvideo_prestart).
 
     0.2.1 leaves `set_log_queue` / `clear_log_queue` abstract on the Ray executor, so constructing it
     raises TypeError. Worker logs already reach the Ray log stream, so forwarding them is a no-op here.
     """
+
+    def __init__(self, fastvideo_args, *, log_queue=None, prestarted=None):
+        self.prestarted = prestarted
+        super().__init__(fastvideo_args, log_queue=log_queue)
+
+    def _init_workers_ray(self, placement_group, **ray_remote_kwargs):
+        import fastvideo.worker.ray_distributed_executor as executor_module
+
+        from serve_app.backends.fastvideo_prestart import adopted
+
+        with adopted(executor_module, self.prestarted):
+            super()._init_workers_ray(placement_group, **ray_remote_kwargs)
 
     def set_log_queue(self, log_queue) -> None:
         return None
@@ -176,7 +188,11 @@ def speed_up_vae(wrapper) -> dict:
     return speed_up_wan_vae(wrapper.worker.pipeline.get_module("vae"))
 
 
-def set_compile_stance(wrapper, stance: str) -> str:
-    """"force_eager": compiled modules run eagerly (no compile for a throwaway shape); "default": compile again."""
-    torch.compiler.set_stance(stance)
-    return stance
+def set_throwaway_mode(wrapper, on: bool, cudnn_benchmark: bool) -> dict:
+    """For a throwaway shape (the self-check): compiled modules run eagerly and cuDNN searches no algorithms.
+
+    Both would pay for a shape no request uses; `on=False` restores compiling and the `cudnn_benchmark` setting.
+    """
+    torch.compiler.set_stance("force_eager" if on else "default")
+    torch.backends.cudnn.benchmark = False if on else cudnn_benchmark
+    return {"throwaway": on, "cudnn_benchmark": torch.backends.cudnn.benchmark}

@@ -15,6 +15,7 @@ class GeneratorStatus(BaseModel):
     info: BackendInfo | None = None
     load_sec: float | None = None
     selfcheck_sec: float | None = None
+    ready_at: float | None = None  # Unix time the replica turned ready: what a prober sees later is HTTP's lag
     warmup: Literal["off", "running", "done", "failed"] = "off"
     warmup_sec: float | None = None
     busy: bool = False

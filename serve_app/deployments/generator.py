@@ -48,7 +48,7 @@ class Generator:
             if video.size != expected:
                 raise RuntimeError(f"self-check produced a {video.size} video, expected {expected}")
             self.status_.selfcheck_sec = round(time.perf_counter() - start, 2)
-        self.status_.state = "ready"
+        self.status_.state, self.status_.ready_at = "ready", round(time.time(), 3)
         self._log_selfcheck()
         warmup = self.backend.warmup_params(settings) if settings.warmup else []
         if warmup:  # requests that arrive meanwhile wait for the device, as they would for the compile itself
