@@ -59,7 +59,10 @@ def start_compile_workers() -> bool:
     """
     try:
         from torch._inductor.async_compile import maybe_warm_pool
+        from torch.utils._triton import has_triton_package
     except ImportError:
+        return False
+    if not has_triton_package():  # the pool compiles Triton kernels only: a CPU-only torch starts none
         return False
 
     def start() -> None:
