@@ -121,8 +121,12 @@ class FastVideoBackend(Backend):
                            cudnn_benchmark=s.cudnn_benchmark, vae_channels_last=s.vae_channels_last,
                            vae_fused_kernels=bool(vae_kernels), encode_in_worker=self.encodes_in_worker,
                            gpu_memory_limit_gb=s.gpu_memory_limit_gb,
-                           prestarted_worker=self.prestarted.state if self.prestarted else
-                           "off (no placement group)" if s.fastvideo_executor == "ray" else "off (mp executor)")
+                           prestarted_worker=self._prestart_state())
+
+    def _prestart_state(self) -> str:
+        if self.prestarted is not None:
+            return self.prestarted.state
+        return "off (no placement group)" if self.settings.fastvideo_executor == "ray" else "off (mp executor)"
 
     @contextlib.contextmanager
     def eager(self):
