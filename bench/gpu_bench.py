@@ -31,6 +31,8 @@ from pathlib import Path
 START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from start_timeline import describe, timeline  # noqa: E402 - bench/ is this script's own folder
+
 SIZE = dict(width=1280, height=704, num_frames=121)
 PROMPT = "a corgi running along a beach at sunset, waves, cinematic"
 
@@ -168,14 +170,17 @@ def run_service(args, cold_only: bool = False) -> dict:
     app = config["applications"][0]
     app["args"].update(model=args.model_dir, storage_url=f"file://{work}/data", torch_compile=args.compile,
                        vae_channels_last=args.channels_last)
-    app["runtime_env"]["env_vars"]["FASTVIDEO_ATTENTION_BACKEND"] = os.environ.get(
-        "FASTVIDEO_ATTENTION_BACKEND", "TORCH_SDPA")
     (work / "serve.yaml").write_text(yaml.safe_dump(config))
     base = f"http://127.0.0.1:{config['http_options']['port']}"
     cmd = ["scripts/box.sh", sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # as the container
-    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp")}
-    log = open(Path(args.out) / f"{args.name or 'service'}_run.log", "wb")
-    t0 = time.perf_counter()
+    env = {"FASTVIDEO_ATTENTION_BACKEND": "TORCH_SDPA", **os.environ,  # Ray's workers inherit the launcher's env
+           "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp")}
+    if os.environ.get("STALLWATCH"):  # every process reports GIL or scheduling stalls (bench/stallwatch)
+        env.update(STALLWATCH_S=os.environ["STALLWATCH"],
+                   PYTHONPATH=f"{ROOT / 'bench/stallwatch'}:{env.get('PYTHONPATH', '')}")
+    log_path = Path(args.out) / f"{args.name or 'service'}_run.log"
+    log = open(log_path, "wb")
+    t0, launched_at = time.perf_counter(), time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     out: dict = {"gpu": _gpu_name()}
     try:
@@ -194,6 +199,9 @@ def run_service(args, cold_only: bool = False) -> dict:
         out["generator_load_s"], out["selfcheck_s"] = generator["load_sec"], generator["selfcheck_sec"]
         out["http_lag_s"] = round(seen_at - generator["ready_at"], 2)  # replica ready -> a poller sees 200
         out["prestarted_worker"] = generator["info"]["details"].get("prestarted_worker")
+        time.sleep(1)  # Ray's log monitor forwards the replicas' lines to the launcher's output within a second
+        out["timeline"] = timeline(log_path.read_text(errors="replace"), launched_at)
+        out["timeline"]["poller's 200"] = round(seen_at - launched_at, 2)
         if cold_only:
             return out
         if args.after_warmup:  # time the steady state: the background warm-up (compiles) has finished
@@ -241,6 +249,8 @@ def summary(result: dict) -> str:
     keys = ("load_s", "process_to_ready_s", "cold_start_s", "generator_load_s", "selfcheck_s", "http_lag_s",
             "prestarted_worker", "compile_error")
     parts = [f"{k}={result[k]}" for k in keys if k in result]
+    if "timeline" in result:
+        parts.append(f"timeline: {describe(result['timeline'])}")
     for name, res in ({"": result} if "runs" in result else result.get("variants", {})).items():
         run = sorted(res["runs"], key=lambda r: r["seconds"])[len(res["runs"]) // 2]
         parts.append(f"[{name}] median {median_s(res):.2f}s warmup {res['warmup']['seconds']}s "

@@ -3,7 +3,8 @@
 #   bash scripts/gpu_check.sh                    # tiny model: backend tests, Serve over HTTP, ray vs mp timing
 #   bash scripts/gpu_check.sh "tiny full" "variants cap32" "--n 2"   # + full-size model: bench/gpu_bench.py modes
 #   bash scripts/gpu_check.sh vae                # the full-size VAE decode variants alone (bench/vae_decode.py)
-# First argument: sections (tiny, vae, full); for full, the bench modes and extra bench arguments.
+#   bash scripts/gpu_check.sh startup            # Ray and Serve's own start (bench/ray_start.py)
+# First argument: sections (startup, tiny, vae, full); for full, the bench modes and extra bench arguments.
 # Knobs: SKIP_TESTS, SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, *_TIMEOUT.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
@@ -11,7 +12,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT" /tmp/site /tmp/m
-if [ -f .gpu/site.tar.xz ] && [ ! -d /tmp/site/fastvideo ]; then tar -C /tmp/site -xJf .gpu/site.tar.xz; fi
+if [ -f .gpu/site.tar.xz ] && [ ! -d /tmp/site/fastvideo ]; then
+  tar -C /tmp/site -xJf .gpu/site.tar.xz
+  # This machine sets PYTHONDONTWRITEBYTECODE=1, so every process would compile these packages from source
+  # (run 13: Ray's import 3.3 -> 1.5 s once compiled); pip writes the bytecode when it installs a wheel.
+  python3 -m compileall -q -j 0 /tmp/site > /dev/null
+fi
 export PYTHONPATH=/tmp/site:$PWD RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 export FASTVIDEO_ATTENTION_BACKEND=${FASTVIDEO_ATTENTION_BACKEND:-TORCH_SDPA} RAY_TMPDIR=/tmp/rt
 export FASTWAN_TEST_TINY_DIR=/tmp/m/tiny
@@ -30,10 +36,15 @@ step() {  # step NAME TIMEOUT CMD...: run, log to $OUT/NAME.log, remember pass/f
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; python3 -V
-  python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; df -h /dev/shm | tail -1; } \
+  python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; df -h /dev/shm | tail -1
+  python3 -c "import sys, os; print('dont_write_bytecode', sys.flags.dont_write_bytecode, 'cpus', os.cpu_count())"
+  find /tmp/site -name '*.pyc' | wc -l | sed 's/^/pyc files in \/tmp\/site: /'; } \
   > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 SECTIONS=${1:-tiny}
+if [[ " $SECTIONS " == *" startup "* ]]; then
+  step ray_start "${STARTUP_TIMEOUT:-200}" scripts/box.sh python3 bench/ray_start.py
+fi
 if [[ " $SECTIONS " == *" tiny "* ]]; then
   step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
   [ -n "${SKIP_TESTS:-}" ] || step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""

@@ -45,12 +45,10 @@ def main() -> int:
     config = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
     app = config["applications"][0]
     app["args"].update(model=args.model, tiny_model_dir=args.tiny_dir, storage_url=f"file://{work}/data")
-    app["runtime_env"]["env_vars"]["FASTVIDEO_ATTENTION_BACKEND"] = os.environ.get(
-        "FASTVIDEO_ATTENTION_BACKEND", "TORCH_SDPA")
     (work / "serve.yaml").write_text(yaml.safe_dump(config))
     port = config["http_options"]["port"]
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="gsr-", dir="/tmp"),
+    env = {"FASTVIDEO_ATTENTION_BACKEND": "TORCH_SDPA", **os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="gsr-", dir="/tmp"),
            "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     log = open(out / "serve_run.log", "wb")
     cmd = [sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # what the container runs

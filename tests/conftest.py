@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import S3Server, free_port, kill_processes_mentioning
+from tests.helpers import S3Server, free_port, kill_processes_mentioning, wait_http
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -71,6 +71,7 @@ def serve_cluster(tiny_model_root, s3_server) -> ServeCluster:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="fastwan", route_prefix="/")
+        wait_http(f"http://127.0.0.1:{port}/ready", timeout_s=120)  # the model loads after the replica starts
         yield ServeCluster(base_url=f"http://127.0.0.1:{port}", port=port, settings_args=args, s3=s3_server)
     finally:
         try:

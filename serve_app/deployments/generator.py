@@ -1,16 +1,20 @@
 """The generator deployment: one replica per GPU, the model loaded once, batches run off the event loop.
 
-Model work runs in a worker thread, so the replica keeps answering health checks and status calls
-while it denoises; an asyncio lock keeps one batch on the device at a time. Progress and the
-result are streamed back to the ingress. Start-up: load, a tiny self-check run eagerly (compiling
-its throwaway shape would only cost time), ready; then, in the background, one video of each common
-shape so the first request does not pay torch.compile.
+The replica's constructor returns at once and the model loads in a thread: Serve routes to the replica
+from its first second, so `/ready` answers "loading" at once instead of waiting 2 s on a replica that
+does not exist yet, and requests accepted during the start wait here for the model.
+Start-up: load, a tiny self-check run eagerly (compiling its throwaway shape would only cost time),
+ready; then one video of each common shape so the first request does not pay torch.compile. A failed
+load or self-check fails the health check, so Serve replaces the replica.
+Model work runs in worker threads, so the replica keeps answering status calls while it denoises; an
+asyncio lock keeps one batch on the device at a time. Progress and the result are streamed back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -32,28 +36,46 @@ SELFCHECK = GenerationParams(prompt="self-check", width=64, height=64, num_frame
                   graceful_shutdown_timeout_s=60)
 class Generator:
     def __init__(self, settings: Settings):
+        logger.info("generator replica starting (pid %d)", os.getpid())
         self.settings = settings
-        self.status_ = GeneratorStatus(state="loading")
+        self.status_ = GeneratorStatus(state="loading", reason="loading the model")
         self._lock = asyncio.Lock()
-        start = time.perf_counter()
+        self._started = time.perf_counter()
+        self._settled = threading.Event()  # set once ready or failed
         self.backend = create_backend(settings)
-        self.backend.load()
-        self.status_.load_sec = round(time.perf_counter() - start, 2)
-        self.status_.info = self.backend.info()
-        if settings.selfcheck:
-            start = time.perf_counter()
-            with self.backend.eager():
-                video = self.backend.generate([SELFCHECK], lambda *_: None)[0]
-            expected = (SELFCHECK.num_frames, SELFCHECK.height, SELFCHECK.width)
-            if video.size != expected:
-                raise RuntimeError(f"self-check produced a {video.size} video, expected {expected}")
-            self.status_.selfcheck_sec = round(time.perf_counter() - start, 2)
-        self.status_.state, self.status_.ready_at = "ready", round(time.time(), 3)
+        threading.Thread(target=self._start_up, name="start-up", daemon=True).start()
+
+    def _start_up(self) -> None:
+        """Load, self-check, ready; then the warm-up. Runs in its own thread."""
+        try:
+            self.backend.load()
+            self.status_.load_sec = round(time.perf_counter() - self._started, 2)
+            logger.info("generator loaded in %s s", self.status_.load_sec)
+            self.status_.info = self.backend.info()
+            if self.settings.selfcheck:
+                self._self_check()
+        except Exception as exc:  # noqa: BLE001 - reported by /ready, and the health check has Serve replace us
+            logger.exception("the generator failed to start")
+            self.status_.reason = f"the model failed to load or self-check: {exc}"
+            self.status_.state = "failed"
+            self._settled.set()
+            return
+        self.status_.state, self.status_.reason, self.status_.ready_at = "ready", None, round(time.time(), 3)
+        self._settled.set()
         self._log_selfcheck()
-        warmup = self.backend.warmup_params(settings) if settings.warmup else []
+        warmup = self.backend.warmup_params(self.settings) if self.settings.warmup else []
         if warmup:  # requests that arrive meanwhile wait for the device, as they would for the compile itself
             self.status_.warmup = "running"
-            threading.Thread(target=self._warm_up, args=(warmup,), name="warm-up", daemon=True).start()
+            self._warm_up(warmup)
+
+    def _self_check(self) -> None:
+        start = time.perf_counter()
+        with self.backend.eager():
+            video = self.backend.generate([SELFCHECK], lambda *_: None)[0]
+        expected = (SELFCHECK.num_frames, SELFCHECK.height, SELFCHECK.width)
+        if video.size != expected:
+            raise RuntimeError(f"self-check produced a {video.size} video, expected {expected}")
+        self.status_.selfcheck_sec = round(time.perf_counter() - start, 2)
 
     def _warm_up(self, batch: list[GenerationParams]) -> None:
         start = time.perf_counter()
@@ -86,6 +108,10 @@ class Generator:
 
     async def generate(self, batch: list[GenerationParams]) -> AsyncIterator[ProgressEvent | ResultEvent]:
         """Stream ProgressEvent per denoising step, then one ResultEvent with a video per request."""
+        if not self._settled.is_set():
+            await asyncio.to_thread(self._settled.wait)
+        if self.status_.state == "failed":
+            raise RuntimeError(f"the generator is not serving: {self.status_.reason}")
         async with self._lock:
             self.status_.busy = True
             try:
@@ -110,10 +136,17 @@ class Generator:
                 self.status_.busy = False
 
     def status(self) -> GeneratorStatus:
+        if self.status_.state == "loading":
+            return self.status_.model_copy(update={
+                "reason": f"loading the model ({time.perf_counter() - self._started:.0f} s so far)"})
         return self.status_
 
     def check_health(self) -> None:
-        self.backend.check()
+        """Serve replaces a replica whose model failed to load or whose device stopped working."""
+        if self.status_.state == "failed":
+            raise RuntimeError(self.status_.reason)
+        if self.status_.state == "ready":
+            self.backend.check()
 
     def __del__(self):
         backend = getattr(self, "backend", None)

@@ -403,7 +403,8 @@ class JobService:
         try:
             return await self.generator.status(timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
-            return GeneratorStatus(state="loading", reason="the generator replica is starting (loading the model)")
+            return GeneratorStatus(state="loading",
+                                   reason=f"the generator replica is starting (no answer within {timeout_s:g} s)")
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return GeneratorStatus(state="failed", reason=f"the generator is unavailable: {exc}")
 

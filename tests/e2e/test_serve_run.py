@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ def served(tiny_model_root, tmp_path_factory):
            "FASTWAN_DEFAULT_WIDTH": "64", "FASTWAN_DEFAULT_HEIGHT": "64"}
     serve_bin = Path(sys.executable).with_name("serve")
     log = open(work / "serve.log", "wb")
+    (work / "launched_at").write_text(repr(time.time()))  # for the start-up timeline test
     proc = subprocess.Popen([str(serve_bin), "run", str(config_path)], cwd=work, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -70,3 +72,20 @@ def test_ipv6_listener(served):
     except httpx.ConnectError:
         pytest.skip("this machine has no IPv6 loopback")
     assert resp.json()["status"] == "ok"
+
+
+def test_start_up_log_marks_every_phase_the_cold_start_bench_reads(served):
+    """bench/start_timeline.py cuts a launcher's log into phases; every marker must be in a real log, in order."""
+    from bench.start_timeline import MARKERS, timeline
+
+    _, work = served
+    launched_at = float((work / "launched_at").read_text())
+    deadline = time.monotonic() + 30  # Ray's log monitor forwards the replicas' lines within a second or two
+    while True:
+        phases = timeline((work / "serve.log").read_text(errors="replace"), launched_at)
+        if len(phases) == len(MARKERS) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert list(phases) == [name for name, _ in MARKERS]
+    generator_path = [at for name, at in phases.items() if name != "ingress ready"]
+    assert generator_path == sorted(generator_path) and 0 < generator_path[0] and generator_path[-1] < 240

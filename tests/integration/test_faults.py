@@ -17,7 +17,7 @@ import pytest
 
 from serve_app.media.video import probe_mp4
 from tests.conftest import BUCKET
-from tests.helpers import TcpProxy, actor_pid
+from tests.helpers import TcpProxy, actor_pid, wait_http
 
 SLOW = {"size": "256x256", "num_frames": 17, "num_inference_steps": 12}
 
@@ -36,6 +36,7 @@ def faults(serve_cluster, tiny_model_root):
         default_width=64, default_height=64, default_num_frames=9, selfcheck=False,
     )
     serve.run(build_app(args), name="faults", route_prefix="/faults")
+    wait_http(f"{serve_cluster.base_url}/faults/ready", timeout_s=120)
     yield f"{serve_cluster.base_url}/faults", proxy, serve_cluster.s3
     serve.delete("faults")
     proxy.stop()

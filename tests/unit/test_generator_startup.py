@@ -1,6 +1,11 @@
-"""The generator replica's start-up on the tiny model (CPU, real diffusers backend): self-check, then warm-up."""
+"""The generator replica's start-up on the tiny model (CPU, real diffusers backend): a constructor that
+returns at once, the load in the background, self-check, then warm-up; a failed load reported and unhealthy."""
 
+import asyncio
+import threading
 import time
+
+import pytest
 
 from serve_app.backends.base import GenerationParams
 from serve_app.backends.diffusers import DiffusersBackend
@@ -22,7 +27,7 @@ def test_ready_after_the_self_check_then_the_warm_up_runs_in_the_background(tmp_
     monkeypatch.setattr(DiffusersBackend, "generate", generate)
     settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}").resolve(gpus=0)
     replica = Generator.func_or_class(settings)
-    status = replica.status()
+    status = settled(replica)
     assert status.state == "ready" and status.selfcheck_sec is not None and calls[0] == ("self-check", 64)
     deadline = time.monotonic() + 120
     while replica.status().warmup == "running" and time.monotonic() < deadline:
@@ -35,4 +40,59 @@ def test_no_warm_up_when_switched_off(tmp_path, monkeypatch, tiny_model_root):
     monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self, settings: [None])  # would fail if used
     settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}",
                         selfcheck=False, warmup=False).resolve(gpus=0)
-    assert Generator.func_or_class(settings).status().warmup == "off"
+    assert settled(Generator.func_or_class(settings)).warmup == "off"
+
+
+def settled(replica, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while replica.status().state == "loading" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return replica.status()
+
+
+def tiny_settings(tmp_path, tiny_model_root, **kw):
+    return Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}",
+                    warmup=False, **kw).resolve(gpus=0)
+
+
+async def collect(replica, params):
+    return [event async for event in replica.generate([params])]
+
+
+def test_status_answers_while_the_model_loads_and_requests_wait_for_it(tmp_path, monkeypatch, tiny_model_root):
+    release = threading.Event()
+    real_load = DiffusersBackend.load
+
+    def slow_load(self):
+        assert release.wait(60)
+        real_load(self)
+
+    monkeypatch.setattr(DiffusersBackend, "load", slow_load)
+    started = time.perf_counter()
+    replica = Generator.func_or_class(tiny_settings(tmp_path, tiny_model_root))
+    assert time.perf_counter() - started < 5  # the constructor does not wait for the load
+    status = replica.status()
+    assert status.state == "loading" and "loading the model" in status.reason and not status.ready
+    replica.check_health()  # loading is healthy
+    params = GenerationParams(prompt="x", width=64, height=64, num_frames=5, fps=8, num_inference_steps=2,
+                              guidance_scale=1.0, seed=1)
+    threading.Timer(0.5, release.set).start()
+    events = asyncio.run(collect(replica, params))  # waits for the load, then runs
+    assert events[-1].videos[0].size == (5, 64, 64)
+    assert replica.status().state == "ready" and replica.status().ready_at is not None
+
+
+def test_a_failed_load_is_reported_fails_health_and_refuses_work(tmp_path, monkeypatch, tiny_model_root):
+    def broken_load(self):
+        raise OSError("model_index.json not found in /models/nowhere")
+
+    monkeypatch.setattr(DiffusersBackend, "load", broken_load)
+    replica = Generator.func_or_class(tiny_settings(tmp_path, tiny_model_root))
+    status = settled(replica)
+    assert status.state == "failed" and "model_index.json not found" in status.reason
+    with pytest.raises(RuntimeError, match="model_index.json not found"):
+        replica.check_health()  # Serve replaces the replica
+    params = GenerationParams(prompt="x", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
+                              guidance_scale=1.0, seed=1)
+    with pytest.raises(RuntimeError, match="not serving: the model failed to load or self-check"):
+        asyncio.run(collect(replica, params))
