@@ -48,7 +48,8 @@ def main() -> int:
     (work / "serve.yaml").write_text(yaml.safe_dump(config))
     port = config["http_options"]["port"]
     base = f"http://127.0.0.1:{port}"
-    env = {"FASTVIDEO_ATTENTION_BACKEND": "TORCH_SDPA", **os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="gsr-", dir="/tmp"),
+    env = {"FASTVIDEO_ATTENTION_BACKEND": "TORCH_SDPA", **os.environ,  # Ray's workers inherit the launcher's env
+           "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="gsr-", dir="/tmp"),
            "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     log = open(out / "serve_run.log", "wb")
     cmd = [sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # what the container runs
