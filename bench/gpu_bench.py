@@ -39,7 +39,7 @@ PROMPT = "a corgi running along a beach at sunset, waves, cinematic"
 
 
 def _video_params(seed):
-    from serve_app.backends.base import GenerationParams
+    from serve_app.contracts import GenerationParams
 
     return GenerationParams(prompt=PROMPT, fps=24, num_inference_steps=3, guidance_scale=1.0, seed=seed, **SIZE)
 
@@ -55,7 +55,7 @@ def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
     os.environ["FASTVIDEO_STAGE_LOGGING"] = "1"
     from fastvideo import VideoGenerator
 
-    from serve_app.backends.fastvideo import fastvideo_model_path
+    from serve_app.backends.fastvideo.paths import fastvideo_model_path
 
     path = fastvideo_model_path(Path(args.model_dir), Path("/tmp/links"))
     extra = dict(text_encoder_precisions=("bf16",)) if same_settings else {}
@@ -65,7 +65,7 @@ def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
                                          text_encoder_cpu_offload=False, vae_cpu_offload=False,
                                          image_encoder_cpu_offload=False, **extra)
     if same_settings:  # the service's model settings (bf16 VAE, cuDNN autotuning, fused VAE kernels, compile)
-        from serve_app.backends import fastvideo_worker as fw
+        from serve_app.backends.fastvideo import worker_ops as fw
 
         gen.executor.collective_rpc(fw.set_vae_precision, kwargs={"precision": "bf16"})
         gen.executor.collective_rpc(fw.set_cudnn_benchmark, kwargs={"enabled": True})
@@ -95,12 +95,12 @@ def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
 def _backend(args, **overrides):
     import ray
 
-    from serve_app.backends.fastvideo import FastVideoBackend
+    from serve_app.backends import create_backend
     from serve_app.settings import Settings
 
     ray.init(include_dashboard=False, _temp_dir="/tmp/rb", ignore_reinit_error=True)
     settings = Settings(backend="fastvideo", model=args.model_dir, device="cuda", **overrides).resolve(gpus=1)
-    backend = FastVideoBackend(settings)
+    backend = create_backend(settings)
     t = time.perf_counter()
     backend.load()
     return backend, time.perf_counter() - t
@@ -119,20 +119,20 @@ def _timed(backend, n, image: bytes | None = None) -> dict:
 
 def run_variants(args) -> dict:
     """One load (speed profile, bf16 VAE), then: as loaded; + torch.compile; + an image (TI2V) on top."""
-    from serve_app.backends import fastvideo_worker
-    from tests.helpers import png_bytes
+    from serve_app.backends.fastvideo import worker_ops
+    from serve_app.media.images import solid_png
 
     backend, load_s = _backend(args, memory_profile="speed", vae_precision="bf16")
     out = {"load_s": round(load_s, 1), "gpu": _gpu_name(), "variants": {}}
     out["variants"]["vae bf16"] = _timed(backend, args.n)
     t = time.perf_counter()
     try:
-        backend._rpc(fastvideo_worker.compile_transformer)
+        backend.run_in_worker(worker_ops.compile_transformer)
         out["variants"]["vae bf16 + compile"] = _timed(backend, args.n)
         out["variants"]["vae bf16 + compile"]["first_call_s"] = round(time.perf_counter() - t, 1)
     except Exception as exc:  # noqa: BLE001 - recorded, the other variants still count
         out["compile_error"] = f"{type(exc).__name__}: {exc}"[:2000]
-    image = png_bytes(SIZE["width"], SIZE["height"], (200, 120, 40))
+    image = solid_png(SIZE["width"], SIZE["height"], (200, 120, 40))
     out["variants"]["vae bf16 + compile, image-to-video"] = _timed(backend, args.n, image=image)
     backend.close()
     return out
@@ -142,9 +142,9 @@ def run_cap32(args, capped: bool = True) -> dict:
     cap = dict(memory_profile="auto", gpu_memory_limit_gb=32) if capped else dict(memory_profile="speed")
     backend, load_s = _backend(args, vae_precision="bf16", torch_compile=args.compile,
                                vae_channels_last=args.channels_last, **cap)
-    assert backend.profile == ("fit-32gb" if capped else "speed"), backend.profile
+    assert backend.options["memory_profile"] == ("fit-32gb" if capped else "speed"), backend.options
     out = {"load_s": round(load_s, 1), "gpu": _gpu_name(), "limit_gb": 32 if capped else None, "compile": args.compile,
-           "worker": backend.worker, **_timed(backend, args.n)}
+           "worker": backend.worker.model_dump(), **_timed(backend, args.n)}
     backend.close()
     return out
 
@@ -154,7 +154,7 @@ def run_load(args, omp_threads: str | None) -> dict:
     if omp_threads:
         os.environ["OMP_NUM_THREADS"] = omp_threads  # before ray.init: the raylet passes it to the GPU worker
     backend, load_s = _backend(args, memory_profile="speed", torch_compile=False)
-    out = {"load_s": round(load_s, 1), "omp_num_threads": omp_threads, "worker": backend.worker, "gpu": _gpu_name()}
+    out = {"load_s": round(load_s, 1), "omp_num_threads": omp_threads, "worker": backend.worker.model_dump(), "gpu": _gpu_name()}
     backend.close()
     return out
 
@@ -223,9 +223,9 @@ def run_service(args, cold_only: bool = False) -> dict:
             # image-to-video: the same request with a reference image (costs one VAE encode)
             import base64
 
-            from tests.helpers import png_bytes
+            from serve_app.media.images import solid_png
 
-            image = "data:image/png;base64," + base64.b64encode(png_bytes(1280, 704, (200, 120, 40))).decode()
+            image = "data:image/png;base64," + base64.b64encode(solid_png(1280, 704, (200, 120, 40))).decode()
             i2v = []
             for seed in range(1, args.i2v + 1):  # a second one is clean even if the first still compiled
                 t = time.perf_counter()

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 def one(executor: str, args) -> dict:
     import ray
 
-    from serve_app.backends.base import GenerationParams
-    from serve_app.backends.fastvideo import FastVideoBackend
+    from serve_app.backends import create_backend
+    from serve_app.contracts import GenerationParams
     from serve_app.settings import Settings
 
     if executor.startswith("ray"):
@@ -37,7 +37,7 @@ def one(executor: str, args) -> dict:
                         fastvideo_executor=executor.split("+")[0].split("-")[0],
                         encode_in_worker=executor.endswith("+mp4")).resolve(gpus=1)
     start = time.perf_counter()
-    backend = FastVideoBackend(settings)
+    backend = create_backend(settings)
     backend.load()
     load_s = time.perf_counter() - start
     w, h = (int(x) for x in args.size.split("x"))

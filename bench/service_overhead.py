@@ -30,7 +30,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import httpx  # noqa: E402
 
-from tests.helpers import free_port, kill_processes_mentioning  # noqa: E402
+from devtools.procs import free_port, kill_processes_mentioning# noqa: E402
 
 
 def pct(values, q):
@@ -121,7 +121,7 @@ def main():
     import ray
     from ray import serve
 
-    from serve_app.backends.base import GenerationParams
+    from serve_app.contracts import GenerationParams
     from serve_app.models.tiny import ensure
 
     work = Path(tempfile.mkdtemp(prefix="fwbench-"))

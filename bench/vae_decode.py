@@ -94,8 +94,8 @@ def main() -> None:
     import torch
     from fastvideo.pipelines.stages.decoding import DecodingStage
 
-    from serve_app.backends.fastvideo_stream import VIDEO_SINK, StreamingDecodingStage, StreamingEncoder
-    from serve_app.backends.fastvideo_vae import speed_up_wan_vae
+    from serve_app.backends.fastvideo.streaming import VIDEO_SINK, StreamingDecodingStage, StreamingEncoder
+    from serve_app.backends.fastvideo.vae import speed_up_wan_vae
     from serve_app.media.video import encode_mp4
     from serve_app.media.yuv import rgb_to_i420
 

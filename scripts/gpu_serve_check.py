@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from serve_app.media.video import probe_mp4  # noqa: E402
-from tests.helpers import png_bytes  # noqa: E402
+from serve_app.media.images import solid_png  # noqa: E402
 
 
 def main() -> int:
@@ -65,7 +65,7 @@ def main() -> int:
                                                    "num_frames": args.frames, "seed": 7},
                          headers={"Prefer": "wait=300"}, timeout=320).json()
         checks["t2v"] = verify(base, t2v, args.frames, w, h)
-        image = "data:image/png;base64," + base64.b64encode(png_bytes(w, h, (220, 30, 30))).decode()
+        image = "data:image/png;base64," + base64.b64encode(solid_png(w, h, (220, 30, 30))).decode()
         i2v = httpx.post(f"{base}/v1/videos", json={"prompt": "a cat on a beach", "size": args.size,
                                                    "num_frames": args.frames, "seed": 7, "input_reference": image},
                          headers={"Prefer": "wait=300"}, timeout=320).json()

@@ -1,29 +1,33 @@
-"""All settings in one pydantic-settings model.
+"""Every setting, in sections: each layer takes the section it needs (`settings.storage`, `settings.limits`, ...).
 
-Sources, strongest first: environment variables (`FASTWAN_<NAME>`), then the `args:` block of
-`configs/serve.yaml`, then the defaults here. Environment wins so that one image with one
-serve.yaml can be configured per deploy (Salad, Vast.ai) without editing files.
-`resolve()` turns "auto" values into concrete ones once, in `build_app`, where the cluster's
-GPUs are known; replicas receive the resolved copy and never re-read the environment.
+Users see one flat set of names: the `args:` block of `configs/serve.yaml` and environment variables
+`FASTWAN_<NAME>`; the environment wins, so one image with one serve.yaml is configured per deploy (Salad,
+Vast.ai) without editing files. `Settings` is the union of the sections below; `resolve()` turns "auto"
+values into concrete ones once, in `build_app`, where the cluster's GPUs are known, and replicas receive
+the resolved copy.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serve_app.models.layout import HF_MODEL_ID
 
 TINY_MODEL = "tiny"
+Section = TypeVar("Section", bound=BaseModel)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FASTWAN_", extra="forbid", validate_default=True)
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
-    # --- model and backend -------------------------------------------------------------------
+
+class ModelSettings(_Section):
+    """What to load, where, and how a replica starts."""
+
     backend: Literal["auto", "diffusers", "fastvideo"] = Field(
         "auto", description="auto: fastvideo on a GPU when installed, else diffusers")
     model: str = Field(
@@ -31,13 +35,22 @@ class Settings(BaseSettings):
     served_model_name: str = Field("FastWan2.2-TI2V-5B", description="name clients send as `model`")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the node has a GPU")
     tiny_model_dir: Path = Field(Path("models/tiny"), description="where the tiny model is built on demand")
+    model_links_dir: Path = Field(Path("models/links"),
+                                  description="where a model folder gets the name FastVideo needs (a symlink)")
     cpu_threads: int | None = Field(None, ge=1, description="torch threads on CPU (default: all cores)")
     selfcheck: bool = Field(True, description="run one small generation at start-up before reporting ready")
     warmup: bool = Field(
-        True, description="after ready, make one text- and one image-to-video of the default size in the background, "
-                          "so torch.compile and cuDNN tuning are done before the first request (FastVideo backend)")
+        True, description="after the self-check, make one text- and one image-to-video of the default size, so "
+                          "torch.compile and cuDNN tuning are done before the first request (FastVideo backend)")
 
-    # --- FastVideo (GPU) ------------------------------------------------------------------------
+    @property
+    def uses_tiny_model(self) -> bool:
+        return self.model == TINY_MODEL
+
+
+class FastVideoSettings(_Section):
+    """The FastVideo backend on a GPU (docs/gpu.md)."""
+
     fastvideo_executor: Literal["ray", "mp"] = Field(
         "ray", description="FastVideo executor: ray needs no shared-memory IPC (containers without --ipc=host)")
     attention_backend: str = Field(
@@ -55,22 +68,24 @@ class Settings(BaseSettings):
         "bf16", description="UMT5 text encoder precision (bf16: half the memory, what Wan itself uses)")
     vae_precision: Literal["fp32", "bf16"] = Field("bf16", description="VAE weights and decode precision")
     torch_compile: bool = Field(
-        True, description="torch.compile the DiT blocks: -1.2 s a 720p video on an H100, about 13 s once per "
-                          "new video shape (docs/benchmarks.md)")
+        True, description="torch.compile the DiT blocks (faster videos; each new video shape compiles once)")
     cudnn_benchmark: bool = Field(True, description="cuDNN picks the fastest conv algorithm per shape (VAE)")
     vae_channels_last: bool = Field(True, description="VAE 3-D convs in channels-last (NDHWC) layout")
     vae_fused_kernels: bool = Field(
         True, description="Wan VAE: norm + SiLU in one compiled kernel, bf16 upsampling, padding inside the convs "
-                          "(same output; docs/benchmarks.md)")
+                          "(same output)")
     encode_in_worker: bool = Field(
         True, description="FastVideo with the Ray executor: encode the MP4 in the GPU worker while the VAE decodes "
                           "(overlapped) and send only the MP4 back")
     gpu_memory_limit_gb: float | None = Field(
         None, gt=0, description="cap the GPU worker's memory (simulate a smaller card on a bigger one)")
-    model_links_dir: Path = Field(Path("models/links"),
-                                  description="where a model folder gets the name FastVideo needs (a symlink)")
+    fastvideo_allow_untested: bool = Field(
+        False, description="start with a FastVideo version this backend was not tested against (see docs/gpu.md)")
 
-    # --- generation defaults (None: the model's own, see resolve) ----------------------------
+
+class GenerationSettings(_Section):
+    """Defaults for what a request leaves out (None: the model's own, see Settings.resolve), and the MP4."""
+
     default_width: int | None = Field(None, description="None: 1280 (real model) or 256 (tiny)")
     default_height: int | None = Field(None, description="None: 704 (real model) or 256 (tiny)")
     default_num_frames: int | None = Field(None, description="None: 121 (real model) or 17 (tiny)")
@@ -78,45 +93,64 @@ class Settings(BaseSettings):
     default_steps: int | None = Field(None, description="None: 3 (FastWan's DMD schedule)")
     default_guidance_scale: float = Field(1.0, description="1.0: no classifier-free guidance (FastWan is distilled)")
     default_seed: int | None = Field(None, description="None: a random seed per job (reported back)")
+    video_crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower: better, larger)")
+    video_preset: str = Field("veryfast", description="x264 preset (speed of the MP4 encode)")
 
-    # --- limits -----------------------------------------------------------------------------
+
+class LimitsSettings(_Section):
+    """What one request may ask for."""
+
     max_width: int = Field(1920, description="largest accepted width (multiple of 32)")
     max_height: int = Field(1920, description="largest accepted height (multiple of 32)")
     max_num_frames: int = Field(241, description="largest accepted frame count (4k+1)")
     max_steps: int = Field(100, description="largest accepted num_inference_steps")
     max_prompt_chars: int = Field(4000, description="longest accepted prompt / negative prompt")
-
-    # --- reference images --------------------------------------------------------------------
     image_max_bytes: int = Field(20 * 1024 * 1024, description="upload / download size cap")
     image_max_pixels: int = Field(40_000_000, description="decoded width x height cap")
     image_fetch_timeout_s: float = Field(15.0, description="time limit for downloading an image URL")
     image_url_allow_private: bool = Field(False, description="let image URLs reach private/loopback addresses")
     image_url_allowed_hosts: list[str] = Field(default_factory=list, description="hosts exempt from that check")
 
-    # --- storage ----------------------------------------------------------------------------
-    storage_url: str = Field("file://./data", description="file://DIR or s3://bucket/prefix")
-    s3_endpoint_url: str | None = Field(None, description="R2, B2, MinIO: the S3 API endpoint")
-    s3_region: str | None = Field(None, description="S3 region (None: the AWS default chain)")
-    presign_expiry_s: int = Field(3600, ge=60, le=7 * 24 * 3600, description="lifetime of presigned video URLs")
-    content_redirect: bool = Field(True, description="content endpoint redirects to a presigned URL (s3)")
-    public_base_url: str | None = Field(None, description="base URL for links in /generate responses")
-    max_wait_s: float = Field(90, ge=0, le=3600,
-                              description="cap on `Prefer: wait=N` (Salad's gateway cuts requests at 100 s)")
-    job_ttl_s: int | None = Field(
-        None, description="report expires_at = completed_at + this (match your bucket's lifecycle rule); "
-                          "the service itself never deletes a video")
 
-    # --- security and load ---------------------------------------------------------------------
+class HttpSettings(_Section):
+    """The HTTP front: keys, body size, load shedding, long polls."""
+
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="if set, every call but /health and /ready needs one of these, as "
                                           "`Authorization: Bearer <key>` or `Salad-Api-Key: <key>`")
     max_pending_jobs: int = Field(256, ge=1, description="queued + running jobs per ingress replica; then 429")
     max_request_bytes: int = Field(32 * 1024 * 1024, description="largest request body (uploads included)")
+    max_wait_s: float = Field(90, ge=0, le=3600,
+                              description="cap on `Prefer: wait=N` (Salad's gateway cuts requests at 100 s)")
 
-    # --- reliability ------------------------------------------------------------------------
+
+class StorageSettings(_Section):
+    """Where records, reference images and videos live, and how clients reach the videos."""
+
+    storage_url: str = Field("file://./data", description="file://DIR or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(None, description="R2, B2, MinIO: the S3 API endpoint")
+    s3_region: str | None = Field(None, description="S3 region (None: the AWS default chain)")
+    s3_timeout_s: float = Field(10.0, gt=0, description="S3 connect/read timeout per attempt")
+    presign_expiry_s: int = Field(3600, ge=60, le=7 * 24 * 3600, description="lifetime of presigned video URLs")
+    content_redirect: bool = Field(True, description="content endpoint redirects to a presigned URL (s3)")
+    public_base_url: str | None = Field(None, description="base URL for links in /generate responses")
+    job_ttl_s: int | None = Field(
+        None, description="report expires_at = completed_at + this (match your bucket's lifecycle rule); "
+                          "the service itself never deletes a video")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("file://", "s3://")):
+            raise ValueError("storage_url must start with file:// or s3://")
+        return value
+
+
+class ReliabilitySettings(_Section):
+    """Retries, heartbeats, recovery of orphaned jobs, shutdown, webhooks."""
+
     max_attempts: int = Field(3, ge=1, le=10, description="tries per job when a generator replica dies mid-job")
     storage_retry_s: float = Field(30.0, ge=0, description="how long storage writes are retried with backoff")
-    s3_timeout_s: float = Field(10.0, gt=0, description="S3 connect/read timeout per attempt")
     heartbeat_s: float = Field(10.0, gt=0, description="how often a running job's record is refreshed")
     stale_after_s: float = Field(60.0, gt=0, description="a job without heartbeat this long is adopted and rerun")
     recovery_interval_s: float = Field(30.0, gt=0, description="how often an ingress looks for orphaned jobs")
@@ -124,7 +158,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures")
     webhook_attempts: int = Field(5, ge=1, le=20, description="webhook deliveries tried (backoff 1, 2, 4 ... s)")
 
-    # --- worker modes (the old worker's names, so existing deploys keep their env) -----------------
+
+class LegacySettings(_Section):
+    """The old worker's modes, under the old worker's names, so existing deploys keep their env."""
+
     worker_mode: Literal["http", "queue", "buffer"] = Field(
         "http", validation_alias=AliasChoices("worker_mode", "WORKER_MODE", "FASTWAN_WORKER_MODE"),
         description="http: the API only; queue: Salad's job-queue worker feeds /generate (bad input answers 200 "
@@ -143,13 +180,24 @@ class Settings(BaseSettings):
     buffer_capacity: int = Field(1, ge=1, le=64, description="buffer mode: jobs claimed at once")
     buffer_heartbeat_s: float = Field(5.0, gt=0, description="buffer mode: heartbeat period")
 
-    # --- MP4 encoding -----------------------------------------------------------------------
-    video_crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower: better, larger)")
-    video_preset: str = Field("veryfast", description="x264 preset (speed of the MP4 encode)")
 
-    # --- batching (live values come from the Ingress user_config) ----------------------------
+class BatchingSettings(_Section):
+    """Start values of the Ingress `user_config` (live values come from serve.yaml, see BatchConfig)."""
+
     max_batch_size: int = Field(4, ge=1, le=64, description="start value; live value: Ingress user_config")
     batch_wait_timeout_s: float = Field(0.0, ge=0, le=10, description="start value; live value: Ingress user_config")
+
+
+SECTIONS: tuple[type[_Section], ...] = (ModelSettings, FastVideoSettings, GenerationSettings, LimitsSettings,
+                                        HttpSettings, StorageSettings, ReliabilitySettings, LegacySettings,
+                                        BatchingSettings)
+
+
+class Settings(BaseSettings, *reversed(SECTIONS)):
+    """All sections in one flat model: what serve.yaml `args:` and `FASTWAN_*` variables set."""
+
+    model_config = SettingsConfigDict(env_prefix="FASTWAN_", extra="forbid", validate_default=True,
+                                      protected_namespaces=())
 
     @classmethod
     def settings_customise_sources(
@@ -162,12 +210,19 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings, dotenv_settings, file_secret_settings)
 
-    @field_validator("storage_url")
-    @classmethod
-    def _known_scheme(cls, value: str) -> str:
-        if not value.startswith(("file://", "s3://")):
-            raise ValueError("storage_url must start with file:// or s3://")
-        return value
+    def section(self, kind: type[Section]) -> Section:
+        return kind.model_construct(**{name: getattr(self, name) for name in kind.model_fields})
+
+    # one property per section, so a layer reads `settings.storage.storage_url`
+    models = property(lambda self: self.section(ModelSettings))
+    fastvideo = property(lambda self: self.section(FastVideoSettings))
+    generation = property(lambda self: self.section(GenerationSettings))
+    limits = property(lambda self: self.section(LimitsSettings))
+    http = property(lambda self: self.section(HttpSettings))
+    storage = property(lambda self: self.section(StorageSettings))
+    reliability = property(lambda self: self.section(ReliabilitySettings))
+    legacy = property(lambda self: self.section(LegacySettings))
+    batching = property(lambda self: self.section(BatchingSettings))
 
     @property
     def uses_tiny_model(self) -> bool:
@@ -175,16 +230,20 @@ class Settings(BaseSettings):
 
     @classmethod
     def markdown_table(cls) -> str:
-        """The settings reference in docs/settings.md is this table."""
-        rows = ["| setting (serve.yaml `args:`) | environment variable | default | meaning |", "|---|---|---|---|"]
-        for name, field in cls.model_fields.items():
-            default = field.default_factory() if field.default_factory else field.default
-            default = [] if name == "api_keys" else default
-            env = ([a for a in field.validation_alias.choices if a.isupper()] if field.validation_alias
-                   else [f"FASTWAN_{name.upper()}"])
-            env_cell = " or ".join(f"`{e}`" for e in env)
-            rows.append(f"| `{name}` | {env_cell} | `{default}` | {field.description or ''} |")
-        return "\n".join(rows)
+        """The settings reference in docs/settings.md is this table, one block per section."""
+        blocks = []
+        for section in SECTIONS:
+            rows = [f"### {section.__name__.removesuffix('Settings')}: {section.__doc__.strip()}", "",
+                    "| setting (serve.yaml `args:`) | environment variable | default | meaning |", "|---|---|---|---|"]
+            for name, field in section.model_fields.items():
+                default = field.default_factory() if field.default_factory else field.default
+                default = [] if name == "api_keys" else default
+                env = ([a for a in field.validation_alias.choices if a.isupper()] if field.validation_alias
+                       else [f"FASTWAN_{name.upper()}"])
+                env_cell = " or ".join(f"`{e}`" for e in env)
+                rows.append(f"| `{name}` | {env_cell} | `{default}` | {field.description or ''} |")
+            blocks.append("\n".join(rows))
+        return "\n\n".join(blocks)
 
     def resolve(self, gpus: float) -> "Settings":
         """Return a copy with every 'auto' and None default made concrete for a node with `gpus` GPUs."""

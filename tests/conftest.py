@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import S3Server, free_port, kill_processes_mentioning, wait_http
+from devtools.procs import free_port, kill_processes_mentioning, wait_http
+from tests.support.s3 import S3Server
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -1,6 +1,6 @@
-"""Build the FastAPI app around a job service. No Ray here: tests can drive it with any generator."""
+"""Build the FastAPI app around a job service. No Ray here: tests drive it with any generator."""
 
-import asyncio
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -10,31 +10,30 @@ from serve_app.api import health, legacy, videos
 from serve_app.api.errors import install_error_handlers
 from serve_app.api.guards import ApiKeyGuard, BodySizeGuard
 from serve_app.jobs.service import JobService
+from serve_app.modes.http import HttpMode
 from serve_app.settings import Settings
 
 
-def create_api(service: JobService, settings: Settings):
-    """The FastAPI app wrapped in its guards (API key, body size): an ASGI app."""
-    app = create_fastapi(service, settings)
+def create_api(service: JobService, settings: Settings, lifecycle: Sequence = (), mode: HttpMode | None = None):
+    """The FastAPI app wrapped in its guards (API key, body size): an ASGI app.
+
+    `lifecycle`: objects with async `start()` / `stop()`, started with the app and stopped (in reverse)
+    when it shuts down (the job core drains its running jobs there). `mode`: the worker mode, which
+    decides how /generate answers failures.
+    """
+    app = create_fastapi(service, settings, lifecycle, mode or HttpMode())
     guarded = BodySizeGuard(app, settings.max_request_bytes)
     return ApiKeyGuard(guarded, [k.get_secret_value() for k in settings.api_keys])
 
 
-def create_fastapi(service: JobService, settings: Settings) -> FastAPI:
+def create_fastapi(service: JobService, settings: Settings, lifecycle: Sequence, mode: HttpMode) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app):
-        service.start_background()
-        if settings.worker_mode == "buffer":
-            from serve_app.modes.buffer import BufferWorker
-
-            service._background.append(asyncio.create_task(BufferWorker(service).run()))
+        for part in lifecycle:
+            await part.start()
         yield
-        left = await service.drain(settings.drain_timeout_s)  # SIGTERM: finish running jobs first
-        await service.stop_background()
-        if left:
-            import logging
-
-            logging.getLogger("ray.serve").warning("%d jobs left for recovery by the next replica", left)
+        for part in reversed(lifecycle):  # SIGTERM: the mode stops taking jobs, then running jobs finish
+            await part.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -45,6 +44,7 @@ def create_fastapi(service: JobService, settings: Settings) -> FastAPI:
     )
     app.state.service = service
     app.state.settings = settings
+    app.state.mode = mode
     install_error_handlers(app)
     app.include_router(videos.router)
     app.include_router(legacy.router)

@@ -75,8 +75,13 @@ def install_error_handlers(app: FastAPI) -> None:
         message, param = describe_validation(exc.errors())
         return error_response(400, message, param, "invalid_request")
 
-    from serve_app.jobs.service import IdempotencyConflict, JobNotFound, Saturated
+    from serve_app.inputs import InvalidInput
+    from serve_app.jobs.errors import IdempotencyConflict, JobNotFound, Saturated
     from serve_app.storage import StorageError
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput):
+        return error_response(400, exc.message, exc.param, "invalid_request")
 
     @app.exception_handler(Saturated)
     async def _saturated(_: Request, exc: Saturated):

@@ -17,7 +17,7 @@ async def ready(request: Request) -> JSONResponse:
     reason = None if status.ready else status.reason
     if status.ready and (service.saturated or service.draining):
         reason = ("shutting down" if service.draining else
-                  f"saturated: {len(service.live)} jobs pending (limit {service.settings.max_pending_jobs})")
-    body = ReadyResponse(ready=reason is None, reason=reason, generator=status, pending_jobs=len(service.live),
+                  f"saturated: {service.pending} jobs pending (limit {service.settings.max_pending_jobs})")
+    body = ReadyResponse(ready=reason is None, reason=reason, generator=status, pending_jobs=service.pending,
                          saturated=service.saturated)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)

@@ -9,10 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.backends.status import GeneratorStatus
+from serve_app.contracts import GeneratorStatus
 from serve_app.jobs.records import JobMetrics, JobRecord
+from serve_app.modes.contract import SEED_MAX, GenerateMetrics, GenerateRequest, GenerateResponse
 
-SEED_MAX = 2**32 - 1
+__all__ = ["GenerateMetrics", "GenerateRequest", "GenerateResponse", "HealthResponse", "ImageReference",
+           "ReadyResponse", "VideoCreateRequest", "VideoDeleted", "VideoList", "VideoObject"]
 
 
 # --- OpenAI Videos API ------------------------------------------------------------------------
@@ -98,38 +100,7 @@ class VideoDeleted(BaseModel):
     deleted: bool = True
 
 
-# --- the old worker's contract ------------------------------------------------------------------
-class GenerateRequest(BaseModel):
-    """POST /generate, field for field the old worker's body (its defaults too)."""
-
-    musetalk_job_id: str | None = Field(None, max_length=200)
-    image_url: str | None = Field(None, description="reference image (http(s) or data URL); none: text-to-video")
-    prompt: str
-    num_frames: int = 121
-    width: int = 480
-    height: int = 832
-    steps: int = Field(4, ge=1)
-    seed: int = Field(42, ge=0, le=SEED_MAX)
-    guidance_scale: float = Field(1.0, ge=0, le=20)
-    params: dict = Field(default_factory=dict, description="extra: negative_prompt, fps")
-
-
-class GenerateMetrics(BaseModel):
-    duration_sec: float | None = None
-    peak_vram_gb: float | None = None
-    fps: int | None = Field(None, description="frame rate of the MP4")
-    generation_sec: float | None = None
-    num_frames: int | None = None
-
-
-class GenerateResponse(BaseModel):
-    status: Literal["succeeded", "failed"]
-    output_url: str | None = None
-    metrics: GenerateMetrics | None = None
-    error: str | None = None
-    job_id: str | None = None
-
-
+# --- the old worker's contract (shapes in modes/contract.py, shared with the buffer worker) ------
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     model_loaded: bool

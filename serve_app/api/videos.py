@@ -7,11 +7,11 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from serve_app.api import params as P
+from serve_app import inputs
 from serve_app.api.deps import get_service, get_settings
 from serve_app.api.errors import ApiError, ErrorResponse, describe_validation, invalid
 from serve_app.api.schemas import ImageReference, VideoCreateRequest, VideoDeleted, VideoList, VideoObject
-from serve_app.jobs.service import JobConflict, JobNotFound
+from serve_app.jobs.errors import JobConflict, JobNotFound
 from serve_app.jobs.store import fingerprint
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
@@ -98,11 +98,11 @@ async def create_video(request: Request) -> VideoObject:
                       "model")
     width = height = None
     if body.size:
-        width, height = P.parse_size(body.size)
-    params = P.resolve(
-        settings, prompt=body.prompt, seed=body.seed, negative_prompt=body.negative_prompt, width=width,
-        height=height, num_frames=body.num_frames, seconds=body.seconds, fps=body.fps,
-        steps=body.num_inference_steps, guidance_scale=body.guidance_scale, random_seed=service.random_seed,
+        width, height = inputs.parse_size(body.size)
+    params = inputs.resolve(
+        settings.generation, settings.limits, prompt=body.prompt, seed=body.seed,
+        negative_prompt=body.negative_prompt, width=width, height=height, num_frames=body.num_frames,
+        seconds=body.seconds, fps=body.fps, steps=body.num_inference_steps, guidance_scale=body.guidance_scale,
     )
     reference = body.input_reference
     if isinstance(reference, ImageReference):
@@ -111,8 +111,8 @@ async def create_video(request: Request) -> VideoObject:
                           "input_reference")
         reference = reference.image_url
     if body.webhook_url:
-        await P.check_webhook_url(settings, body.webhook_url)
-    params = await P.with_reference_image(settings, params, reference=reference, upload=upload)
+        await inputs.check_webhook_url(settings.limits, body.webhook_url)
+    params = await inputs.with_reference_image(settings.limits, params, reference=reference, upload=upload)
     key = request.headers.get("idempotency-key")
     idempotency = None
     if key is not None:

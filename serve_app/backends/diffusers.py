@@ -11,25 +11,21 @@ import logging
 import os
 import time
 
-from serve_app.backends.base import (
-    Backend,
-    BackendInfo,
-    GeneratedVideo,
-    GenerationParams,
-    ProgressCallback,
-)
-from serve_app.backends.torch_utils import device_description, resolve_model_path
+from serve_app.backends.base import Backend, ProgressCallback
+from serve_app.backends.model_files import device_description, resolve_model_path
+from serve_app.contracts import BackendInfo, GenerationParams, VideoResult
+from serve_app.media.video import encode_mp4_bytes
 from serve_app.media.yuv import rgb_to_i420
-from serve_app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 class DiffusersBackend(Backend):
     name = "diffusers"
+    batches = True  # one pipeline call denoises the whole batch
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, models, generation):
+        super().__init__(models, generation)
         self.t2v = None
         self.i2v = None
         self.model_path = None
@@ -40,11 +36,11 @@ class DiffusersBackend(Backend):
             WanTransformer3DModel
         from transformers import AutoTokenizer, UMT5EncoderModel
 
-        if self.settings.device == "cpu":
+        if self.models.device == "cpu":
             # Ray sets OMP_NUM_THREADS=1 in a replica with num_cpus=1; the model may use every core.
-            torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
-        path = self.model_path = resolve_model_path(self.settings)
-        dtype = torch.bfloat16 if self.settings.device == "cuda" else torch.float32
+            torch.set_num_threads(self.models.cpu_threads or os.cpu_count() or 1)
+        path = self.model_path = resolve_model_path(self.models)
+        dtype = torch.bfloat16 if self.models.device == "cuda" else torch.float32
         parts = dict(
             tokenizer=AutoTokenizer.from_pretrained(path, subfolder="tokenizer"),
             text_encoder=UMT5EncoderModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
@@ -53,42 +49,58 @@ class DiffusersBackend(Backend):
             vae=AutoencoderKLWan.from_pretrained(path, subfolder="vae", torch_dtype=torch.float32),
             scheduler=UniPCMultistepScheduler.from_pretrained(path, subfolder="scheduler"),
         )
-        self.t2v = WanPipeline(**parts, expand_timesteps=True).to(self.settings.device)
+        self.t2v = WanPipeline(**parts, expand_timesteps=True).to(self.models.device)
         self.i2v = WanImageToVideoPipeline(**parts, image_encoder=None, image_processor=None,
-                                           expand_timesteps=True).to(self.settings.device)
+                                           expand_timesteps=True).to(self.models.device)
         for pipe in (self.t2v, self.i2v):
             pipe.set_progress_bar_config(disable=True)
 
-    def generate(self, batch: list[GenerationParams], on_progress: ProgressCallback) -> list[GeneratedVideo]:
-        first = batch[0]
-        if first.image_png is None:
+    def generate(self, batch: list[GenerationParams], on_progress: ProgressCallback) -> list[VideoResult]:
+        start = time.perf_counter()
+        frames, peak = self.render(batch, on_progress)
+        elapsed = time.perf_counter() - start
+        videos = []
+        for i, p in enumerate(batch):
+            encode_start = time.perf_counter()
+            mp4 = encode_mp4_bytes(frames[i], p.fps, self.generation.video_crf, self.generation.video_preset)
+            videos.append(VideoResult(
+                mp4=mp4, num_frames=frames.shape[1], height=frames.shape[2] * 2 // 3, width=frames.shape[3],
+                seed=p.seed, generation_sec=elapsed, encode_sec=time.perf_counter() - encode_start,
+                peak_vram_gb=peak, batch_size=len(batch)))
+        return videos
+
+    def render(self, batch: list[GenerationParams], on_progress: ProgressCallback):
+        """The batch's frames before encoding, (B, T, H*3/2, W) uint8 I420, and the peak GPU memory (GB)."""
+        import numpy as np
+
+        if batch[0].image_png is None:
             return self._run(self.t2v, batch, on_progress, {})
         # diffusers' image-to-video pipeline encodes one image per call, so each request runs on its own.
         from PIL import Image
 
-        videos = []
+        frames, peak = [], None
         for i, params in enumerate(batch):
             image = Image.open(io.BytesIO(params.image_png)).convert("RGB")
 
             def step(done: int, total: int, i: int = i) -> None:
                 on_progress(i * total + done, len(batch) * total)
 
-            videos += self._run(self.i2v, [params], step, {"image": image})
-        return videos
+            one, peak = self._run(self.i2v, [params], step, {"image": image})
+            frames.append(one[0])
+        return np.stack(frames), peak
 
     def _run(self, pipe, batch: list[GenerationParams], on_progress: ProgressCallback, extra: dict):
         import torch
 
         first = batch[0]
         steps = first.num_inference_steps
-        if self.settings.device == "cuda":
+        if self.models.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
         def callback(_pipe, i, _t, tensors):
             on_progress(i + 1, steps)
             return tensors
 
-        start = time.perf_counter()
         with torch.inference_mode():
             out = pipe(
                 prompt=[p.prompt for p in batch],
@@ -104,30 +116,25 @@ class DiffusersBackend(Backend):
                 **extra,
             ).frames
         frames = rgb_to_i420(out).cpu().numpy()  # (B, T, H*3/2, W): YUV 4:2:0 made on the device
-        elapsed = time.perf_counter() - start
-        peak = torch.cuda.max_memory_allocated() / 1e9 if self.settings.device == "cuda" else None
-        return [
-            GeneratedVideo(frames=frames[i], seed=p.seed, generation_sec=elapsed, peak_vram_gb=peak,
-                           batch_size=len(batch))
-            for i, p in enumerate(batch)
-        ]
+        peak = torch.cuda.max_memory_allocated() / 1e9 if self.models.device == "cuda" else None
+        return frames, peak
 
     def info(self) -> BackendInfo:
         import torch
 
         return BackendInfo(
             backend=self.name,
-            model=str(self.model_path or self.settings.model),
-            device=self.settings.device,
+            model=str(self.model_path or self.models.model),
+            device=self.models.device,
             torch_version=torch.__version__,
             cuda_available=torch.cuda.is_available(),
-            device_name=device_description(self.settings.device),
+            device_name=device_description(self.models.device),
         )
 
     def check(self) -> None:
         if self.t2v is None:
             raise RuntimeError("diffusers pipeline is not loaded")
-        if self.settings.device == "cuda":
+        if self.models.device == "cuda":
             import torch
 
             torch.cuda.synchronize()  # raises if the device is lost

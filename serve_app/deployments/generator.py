@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 from ray import serve
 
 from serve_app.backends import create_backend
-from serve_app.backends.base import GenerationParams, ProgressEvent, ResultEvent
-from serve_app.backends.status import GeneratorStatus
+from serve_app.contracts import GenerationParams, GeneratorEvent, GeneratorStatus, ProgressEvent, ResultEvent, \
+    StartedEvent
 from serve_app.settings import Settings
 
 logger = logging.getLogger("ray.serve")
@@ -43,6 +43,7 @@ class Generator:
         self._started = time.perf_counter()
         self._settled = threading.Event()  # set once ready or failed
         self.backend = create_backend(settings)
+        self.replica_id = _replica_id()
         threading.Thread(target=self._start_up, name="start-up", daemon=True).start()
 
     def _start_up(self) -> None:
@@ -63,7 +64,7 @@ class Generator:
         self.status_.state, self.status_.reason, self.status_.ready_at = "ready", None, round(time.time(), 3)
         self._settled.set()
         self._log_selfcheck()
-        warmup = self.backend.warmup_params(self.settings) if self.settings.warmup else []
+        warmup = self.backend.warmup_params() if self.settings.warmup else []
         if warmup:  # requests that arrive meanwhile wait for the device, as they would for the compile itself
             self.status_.warmup = "running"
             self._warm_up(warmup)
@@ -106,8 +107,8 @@ class Generator:
         for line in lines:
             logger.info(line)
 
-    async def generate(self, batch: list[GenerationParams]) -> AsyncIterator[ProgressEvent | ResultEvent]:
-        """Stream ProgressEvent per denoising step, then one ResultEvent with a video per request."""
+    async def generate(self, batch: list[GenerationParams]) -> AsyncIterator[GeneratorEvent]:
+        """Stream StartedEvent when the device is ours, ProgressEvent per step, then one ResultEvent."""
         if not self._settled.is_set():
             await asyncio.to_thread(self._settled.wait)
         if self.status_.state == "failed":
@@ -115,6 +116,7 @@ class Generator:
         async with self._lock:
             self.status_.busy = True
             try:
+                yield StartedEvent(replica=self.replica_id, at=time.time())
                 loop = asyncio.get_running_loop()
                 events: asyncio.Queue[ProgressEvent] = asyncio.Queue()
 
@@ -152,3 +154,10 @@ class Generator:
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
+
+
+def _replica_id() -> str:
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # noqa: BLE001 - outside a Serve replica (tests construct the class directly)
+        return f"local-{os.getpid()}"

@@ -2,6 +2,8 @@
 
 A record is stored (in the same storage as the videos) before a request is acknowledged, and
 rewritten at each state change, so any ingress replica, or a restarted one, can answer for it.
+State changes go through the named transitions below (`start`, `requeue`, `complete`, `fail`), which
+refuse a move the state machine does not allow: a finished job never changes again.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from serve_app.backends.base import GenerationParams
+from serve_app.contracts import GenerationParams
 
 
 class JobStatus(str, Enum):
@@ -25,6 +27,12 @@ class JobStatus(str, Enum):
     @property
     def terminal(self) -> bool:
         return self in (JobStatus.completed, JobStatus.failed)
+
+
+ALLOWED = {
+    JobStatus.queued: {JobStatus.queued, JobStatus.in_progress, JobStatus.completed, JobStatus.failed},
+    JobStatus.in_progress: {JobStatus.queued, JobStatus.in_progress, JobStatus.completed, JobStatus.failed},
+}
 
 
 class JobError(BaseModel):
@@ -72,11 +80,37 @@ class JobRecord(BaseModel):
     owner: str | None = Field(None, description="the ingress replica running it")
     heartbeat_at: float | None = Field(None, description="last sign of life from its owner (unix time)")
     webhook_url: str | None = None
-    webhook: "WebhookState | None" = None
+    webhook: WebhookState | None = None
 
     @property
     def seconds(self) -> float:
         return (self.params.num_frames - 1) / self.params.fps
+
+    # --- transitions -------------------------------------------------------------------------------
+    def _move(self, to: JobStatus) -> None:
+        if to not in ALLOWED.get(self.status, ()):
+            raise ValueError(f"job {self.id} is {self.status.value}; it cannot become {to.value}")
+        self.status = to
+
+    def start(self, now: float) -> None:
+        """A generator took the job."""
+        self._move(JobStatus.in_progress)
+        self.started_at = int(now)
+
+    def requeue(self) -> None:
+        """Back in the queue (its generator replica was lost, or its owner died): it will run again."""
+        self._move(JobStatus.queued)
+        self.progress = 0
+
+    def complete(self, video_key: str, now: float, ttl_s: int | None) -> None:
+        """Only once the video is stored."""
+        self._move(JobStatus.completed)
+        self.video_key, self.progress, self.completed_at = video_key, 100, int(now)
+        self.expires_at = int(now) + ttl_s if ttl_s else None
+
+    def fail(self, code: str, message: str, now: float) -> None:
+        self._move(JobStatus.failed)
+        self.error, self.completed_at = JobError(code=code, message=message), int(now)
 
 
 def new_job_id(now: float | None = None) -> str:

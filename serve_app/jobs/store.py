@@ -80,10 +80,10 @@ class JobStore:
                 await self._retry(f"delete {key}", self.storage.delete, key)
         await self._retry(f"delete {job.id}", self.storage.delete, record_key(job.id))
 
-    async def save_video(self, job_id: str, path) -> str:
-        """Upload the finished MP4 (whole or not at all), retrying through storage trouble."""
+    async def save_video_bytes(self, job_id: str, mp4: bytes) -> str:
+        """Store the finished MP4 (whole or not at all), retrying through storage trouble."""
         key = video_key(job_id)
-        await self._retry(f"upload {job_id}", self.storage.put_file, key, path, "video/mp4")
+        await self._retry(f"upload {job_id}", self.storage.put_bytes, key, mp4, "video/mp4")
         return key
 
     async def video_exists(self, job_id: str) -> bool:

@@ -16,8 +16,12 @@ import json
 import logging
 import time
 
+from collections.abc import Callable
+
 from serve_app.jobs.records import JobRecord, JobStatus, WebhookState
+from serve_app.jobs.store import JobStore
 from serve_app.media.fetch import FetchError, FetchPolicy, post_json
+from serve_app.settings import LimitsSettings, ReliabilitySettings
 
 logger = logging.getLogger(__name__)
 RETRYABLE = {408, 429}
@@ -40,14 +44,15 @@ def verify(secret: str, header: str, body: bytes, tolerance_s: int = 300) -> boo
     return hmac.compare_digest(signature(secret, timestamp, body), header)
 
 
-def webhook_policy(settings) -> FetchPolicy:
-    return FetchPolicy(timeout_s=10, max_redirects=0, allow_private=settings.image_url_allow_private,
-                       allowed_hosts=settings.image_url_allowed_hosts)
+def webhook_policy(limits: LimitsSettings) -> FetchPolicy:
+    return FetchPolicy(timeout_s=10, max_redirects=0, allow_private=limits.image_url_allow_private,
+                       allowed_hosts=limits.image_url_allowed_hosts)
 
 
-async def deliver(service, job: JobRecord) -> WebhookState:
-    settings = service.settings
-    body = json.dumps(service.render(job), separators=(",", ":")).encode()
+async def deliver(job: JobRecord, render: Callable[[JobRecord], dict], store: JobStore,
+                  settings: ReliabilitySettings, limits: LimitsSettings) -> WebhookState:
+    """POST the rendered job to its webhook until a final answer, then record the outcome on the job."""
+    body = json.dumps(render(job), separators=(",", ":")).encode()
     event = "video.completed" if job.status == JobStatus.completed else "video.failed"
     state = WebhookState()
     for attempt in range(1, settings.webhook_attempts + 1):
@@ -58,7 +63,7 @@ async def deliver(service, job: JobRecord) -> WebhookState:
             headers["X-FastWan-Signature"] = signature(settings.webhook_secret.get_secret_value(),
                                                        int(time.time()), body)
         try:
-            status = await post_json(job.webhook_url, body, headers, webhook_policy(settings))
+            status = await post_json(job.webhook_url, body, headers, webhook_policy(limits))
             state.last_status, state.last_error = status, None
             if 200 <= status < 300:
                 state.delivered_at = int(time.time())
@@ -75,7 +80,7 @@ async def deliver(service, job: JobRecord) -> WebhookState:
                        state.last_error or state.last_status)
     job.webhook = state
     try:  # record the outcome; the job itself is already final
-        await service.store.save(job)
+        await store.save(job)
     except Exception:  # noqa: BLE001
         logger.exception("could not record webhook delivery for %s", job.id)
     return state

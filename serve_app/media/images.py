@@ -66,3 +66,12 @@ def prepare_image(data: bytes, width: int, height: int, max_pixels: int) -> byte
     out = io.BytesIO()
     resized.crop((left, top, left + width, top + height)).save(out, format="PNG")
     return out.getvalue()
+
+
+def solid_png(width: int, height: int, color: tuple[int, int, int] = (128, 128, 128)) -> bytes:
+    """A one-colour PNG: the warm-up's reference image, and a test image for benchmarks."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return buf.getvalue()

@@ -91,6 +91,17 @@ def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18, preset: 
         raise
 
 
+def encode_mp4_bytes(frames: np.ndarray, fps: int, crf: int = 18, preset: str = "veryfast",
+                     pixel_format: str = "yuv420p") -> bytes:
+    """`encode_mp4` into memory (through a temporary file: faststart rewrites the file at close)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fastwan-") as tmp:
+        path = Path(tmp) / "video.mp4"
+        encode_mp4(frames, fps, path, crf, preset, pixel_format)
+        return path.read_bytes()
+
+
 def probe_mp4(data: bytes, decode: bool = True) -> tuple[VideoProbe, np.ndarray | None]:
     """Decode an MP4 fully: its stream facts and (if decode) the RGB frames as (T, H, W, 3) uint8."""
     import av

@@ -1,7 +1,7 @@
 """Build a full-size random-weight FastWan2.2-TI2V-5B (the real shapes) for speed and memory runs on a GPU.
 
 Random weights give real timings and memory, not real pictures. DiT 5.0 B and UMT5-XXL 5.7 B
-parameters are drawn on the GPU and written in bf16 (about 23 GB, about a minute on an H100), in
+parameters are drawn on the GPU and written in bf16 (about 23 GB), in
 the folder layout FastVideo loads.
 
     python -m serve_app.models.full --out /tmp/full --device cuda

@@ -21,20 +21,25 @@ import socket
 
 from pydantic import ValidationError
 
-from serve_app.api.errors import ApiError, describe_validation
-from serve_app.api.legacy import generate_params, to_generate_response
-from serve_app.api.schemas import GenerateRequest, GenerateResponse
-from serve_app.jobs.service import JobService, Saturated
+from serve_app.inputs import InvalidInput
+from serve_app.jobs.errors import Saturated
+from serve_app.jobs.service import JobService
 from serve_app.jobs.store import fingerprint
+from serve_app.modes.contract import GenerateRequest, GenerateResponse, generate_params, to_generate_response
+from serve_app.modes.http import HttpMode
+from serve_app.settings import Settings
 
 logger = logging.getLogger(__name__)
 POLL_S = 2.0
 
 
-class BufferWorker:
-    def __init__(self, service: JobService):
+class BufferWorker(HttpMode):
+    name = "buffer"
+
+    def __init__(self, settings: Settings, service: JobService):
         self.service = service
-        self.settings = settings = service.settings
+        self.settings = settings
+        self.task: asyncio.Task | None = None
         if not settings.orchestrator_base_url:
             raise ValueError("WORKER_MODE=buffer needs ORCHESTRATOR_BASE_URL")
         self.base = settings.orchestrator_base_url.rstrip("/")
@@ -42,6 +47,13 @@ class BufferWorker:
         key = settings.internal_api_key.get_secret_value() if settings.internal_api_key else ""
         self.headers = {"X-Internal-API-Key": key} if key else {}
         self.running: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
     async def run(self) -> None:
         import httpx
@@ -107,16 +119,15 @@ class BufferWorker:
         payload = job.get("payload") if isinstance(job.get("payload"), dict) else job
         try:
             body = GenerateRequest.model_validate(payload)
-            params = await generate_params(self.settings, self.service, body)
+            params = await generate_params(self.settings, body)
             record, _ = await self.service.submit(
                 params, api="generate", external_id=body.musetalk_job_id,
                 idempotency=("buffer", buffer_job_id, fingerprint(body.model_dump())), retry_failed=True)
         except ValidationError as exc:
             return await self._report(buffer_job_id, GenerateResponse(
-                status="failed", error=describe_validation(exc.errors())[0]).model_dump(), final=True)
-        except (ApiError, Saturated) as exc:
-            message = exc.message if isinstance(exc, ApiError) else str(exc)
-            return await self._report(buffer_job_id, GenerateResponse(status="failed", error=message).model_dump(),
+                status="failed", error=describe_errors(exc.errors())).model_dump(), final=True)
+        except (InvalidInput, Saturated) as exc:
+            return await self._report(buffer_job_id, GenerateResponse(status="failed", error=str(exc)).model_dump(),
                                       final=True)
         await self._report(buffer_job_id, {"status": "running", "progress": record.progress}, final=False)
         progress = record.progress
@@ -130,3 +141,12 @@ class BufferWorker:
         base = self.settings.public_base_url or "http://localhost:8000"
         result = await to_generate_response(self.service, current, base)
         await self._report(buffer_job_id, result.model_dump(), final=True)
+
+
+def describe_errors(errors: list) -> str:
+    """Pydantic errors -> one sentence naming the fields, as the HTTP layer words them."""
+    parts = []
+    for err in errors[:5]:
+        field = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        parts.append(f"{field}: {'is required' if err.get('type') == 'missing' else err.get('msg', 'is invalid')}")
+    return "; ".join(parts)

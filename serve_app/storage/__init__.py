@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from serve_app.settings import StorageSettings
 from serve_app.storage.base import Storage, StorageError
 
 __all__ = ["Storage", "StorageError", "open_storage"]
 
 
-def open_storage(url: str, s3_endpoint_url: str | None = None, s3_region: str | None = None,
-                 s3_timeout_s: float = 10.0) -> Storage:
+def open_storage(settings: StorageSettings) -> Storage:
+    url = settings.storage_url
     if url.startswith("file://"):
         from serve_app.storage.local import LocalStorage
 
@@ -18,5 +19,6 @@ def open_storage(url: str, s3_endpoint_url: str | None = None, s3_region: str | 
     if url.startswith("s3://"):
         from serve_app.storage.s3 import S3Storage
 
-        return S3Storage(url, endpoint_url=s3_endpoint_url, region=s3_region, timeout_s=s3_timeout_s)
+        return S3Storage(url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                         timeout_s=settings.s3_timeout_s)
     raise ValueError(f"unsupported storage URL {url!r}: use file://DIR or s3://bucket/prefix")

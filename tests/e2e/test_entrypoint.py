@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import config_on_free_port, kill_processes_mentioning
+from devtools.procs import kill_processes_mentioning
+from tests.support.config import config_on_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -25,7 +26,7 @@ def test_entrypoint_queue_mode(tiny_model_root, tmp_path):
     jobs = [["salad-1", job], ["salad-bad", {**job, "num_frames": 10}], ["salad-1", job]]  # the last: a retry
     ray_tmp = tempfile.mkdtemp(prefix="fwq-", dir="/tmp")
     env = {**os.environ, "FASTWAN_CONFIG": str(config_path), "WORKER_MODE": "queue",
-           "READY_URL": f"http://127.0.0.1:{port}/ready", "SALAD_QUEUE_WORKER": str(ROOT / "tests/fake_salad_queue_worker.py"),
+           "READY_URL": f"http://127.0.0.1:{port}/ready", "SALAD_QUEUE_WORKER": str(ROOT / "tests/support/fake_salad_queue_worker.py"),
            "FAKE_TARGET": f"http://127.0.0.1:{port}/generate", "FAKE_RESULTS": str(tmp_path / "results.json"),
            "FAKE_JOBS": json.dumps(jobs), "RAY_TMPDIR": ray_tmp, "FASTWAN_TINY_MODEL_DIR": str(tiny_model_root),
            "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}

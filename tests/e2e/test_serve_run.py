@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from serve_app.media.video import probe_mp4
-from tests.helpers import config_on_free_port, kill_processes_mentioning, wait_http
+from devtools.procs import kill_processes_mentioning, wait_http
+from tests.support.config import config_on_free_port
 
 pytestmark = pytest.mark.e2e
 

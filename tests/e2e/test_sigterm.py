@@ -11,7 +11,8 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import config_on_free_port, kill_processes_mentioning, wait_http
+from devtools.procs import kill_processes_mentioning, wait_http
+from tests.support.config import config_on_free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""The fused-kernel Wan VAE (serve_app.backends.fastvideo_vae) gives FastVideo's own output, on a small random VAE."""
+"""The fused-kernel Wan VAE (serve_app.backends.fastvideo.vae) gives FastVideo's own output, on a small random VAE."""
 
 import copy
 
@@ -12,7 +12,7 @@ def vaes():
     from fastvideo.configs.models.vaes.wanvae import WanVAEArchConfig
     from fastvideo.models.vaes.wanvae import AutoencoderKLWan
 
-    from serve_app.backends.fastvideo_vae import speed_up_wan_vae
+    from serve_app.backends.fastvideo.vae import speed_up_wan_vae
 
     torch.manual_seed(0)
     arch = WanVAEArchConfig(base_dim=16, decoder_base_dim=32, z_dim=48, dim_mult=(1, 2, 2, 2), num_res_blocks=1,

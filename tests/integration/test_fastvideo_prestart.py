@@ -15,9 +15,9 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from serve_app.backends.fastvideo_prestart import Prestarted, adopted, prestart_worker, worker_options
+from serve_app.backends.fastvideo.prestart import Prestarted, adopted, prestart_worker, worker_options
 
-STAND_IN = "tests.fakes:StandInWorkerWrapper"
+STAND_IN = "tests.support.fakes:StandInWorkerWrapper"
 
 
 @ray.remote(num_cpus=0)
@@ -25,7 +25,7 @@ class Replica:
     """Plays the generator replica: runs inside the placement group, as Serve places it."""
 
     def start_like_fastvideo(self, bundle_index: int) -> dict:
-        from tests.fakes import StandInWorkerWrapper
+        from tests.support.fakes import StandInWorkerWrapper
 
         prestarted = prestart_worker(STAND_IN, device_key="CPU")
         module = types.SimpleNamespace(ray=ray)  # FastVideo's executor module, as far as worker creation goes
@@ -96,7 +96,7 @@ def test_compile_workers_start_at_low_priority_and_leave_the_caller_alone():
     import os
     import subprocess
 
-    from serve_app.backends.fastvideo_prestart import start_compile_workers
+    from serve_app.backends.fastvideo.prestart import start_compile_workers
 
     if not start_compile_workers():
         pytest.skip("this torch has no Triton, so no compile-worker pool (CPU-only builds)")

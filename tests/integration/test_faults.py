@@ -17,7 +17,9 @@ import pytest
 
 from serve_app.media.video import probe_mp4
 from tests.conftest import BUCKET
-from tests.helpers import TcpProxy, actor_pid, wait_http
+from devtools.procs import wait_http
+from tests.support.peers import TcpProxy
+from tests.support.ray_state import actor_pid
 
 SLOW = {"size": "256x256", "num_frames": 17, "num_inference_steps": 12}
 

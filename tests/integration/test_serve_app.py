@@ -8,7 +8,8 @@ import pytest
 
 from serve_app.media.video import probe_mp4
 from tests.conftest import BUCKET
-from tests.helpers import FileServer, png_bytes, poll_video
+from tests.support.images import png_bytes
+from tests.support.peers import FileServer, poll_video
 
 
 def fetch_video(base_url, video_id):
@@ -94,7 +95,7 @@ def test_bad_input_gets_4xx_over_real_http(serve_cluster):
 def test_generator_streams_progress_per_step(serve_cluster):
     from ray import serve
 
-    from serve_app.backends.base import GenerationParams, ProgressEvent, ResultEvent
+    from serve_app.contracts import GenerationParams, ProgressEvent, ResultEvent
 
     handle = serve.get_deployment_handle("Generator", app_name="fastwan")
     params = GenerationParams(prompt="x", width=64, height=64, num_frames=5, fps=8, num_inference_steps=4,

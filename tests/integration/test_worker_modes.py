@@ -8,8 +8,9 @@ import pytest
 
 from serve_app.media.video import probe_mp4
 from tests.conftest import BUCKET
-from tests.helpers import FileServer, png_bytes
-from tests.orchestrator import KEY, Orchestrator
+from tests.support.images import png_bytes
+from tests.support.peers import FileServer
+from tests.support.orchestrator import KEY, Orchestrator
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,18 @@ import time
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from serve_app.api.app import create_api
-from serve_app.jobs.service import JobService
-from serve_app.jobs.store import JobStore
 from serve_app.media.video import probe_mp4
-from serve_app.settings import Settings
-from serve_app.storage.local import LocalStorage
-from tests.fakes import FakeGenerator
-from tests.helpers import png_bytes
+from tests.support.app import api_client, job_core
+from tests.support.fakes import FakeGenerator
+from tests.support.images import png_bytes
 
 
 @pytest.fixture
 def app(tmp_path):
-    settings = Settings(storage_url=f"file://{tmp_path}", default_width=64, default_height=64,
-                        default_num_frames=9, default_seed=None).resolve(gpus=0)
     generator = FakeGenerator()
-    service = JobService(settings, JobStore(LocalStorage(tmp_path)), generator)
-    with TestClient(create_api(service, settings)) as client:
+    core = job_core(tmp_path, generator, default_width=64, default_height=64, default_num_frames=9, default_seed=None)
+    with api_client(core) as client:
         client.generator = generator
         yield client
 
@@ -66,15 +59,15 @@ def test_a_video_encoded_by_the_backend_is_stored_as_sent(app):
     assert (probe.num_frames, probe.width, probe.height) == (9, 96, 64) and abs(int(np.median(frames)) - 7) <= 3
 
 
-def test_generated_video_carries_frames_or_an_mp4_with_its_shape():
-    from serve_app.backends.base import GeneratedVideo
+def test_a_video_result_is_an_mp4_with_its_shape():
+    from pydantic import ValidationError
 
-    frames = np.zeros((5, 96, 64), np.uint8)
-    assert GeneratedVideo(frames=frames, seed=1, generation_sec=0).size == (5, 64, 64)
-    assert GeneratedVideo(mp4=b"x", shape=(5, 64, 96), seed=1, generation_sec=0).size == (5, 64, 96)
-    for bad in ({}, {"mp4": b"x"}, {"mp4": b"x", "shape": (5, 64, 96), "frames": frames}):
-        with pytest.raises(ValueError, match="either frames, or an mp4"):
-            GeneratedVideo(seed=1, generation_sec=0, **bad)
+    from serve_app.contracts import VideoResult
+
+    video = VideoResult(mp4=b"x", num_frames=5, height=64, width=96, seed=1, generation_sec=0)
+    assert video.size == (5, 64, 96) and video.encode_sec == 0.0
+    with pytest.raises(ValidationError, match="mp4"):
+        VideoResult(num_frames=5, height=64, width=96, seed=1, generation_sec=0)
 
 
 def test_multipart_with_uploaded_image_and_extensions(app):

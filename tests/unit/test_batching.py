@@ -2,33 +2,31 @@ import asyncio
 
 import numpy as np
 
-from serve_app.backends.base import GeneratedVideo, GenerationParams, ProgressEvent, ResultEvent
-from serve_app.jobs.batching import WorkItem, group_compatible
-from serve_app.jobs.service import JobService
-from serve_app.jobs.store import JobStore
-from serve_app.settings import Settings
-from serve_app.storage.local import LocalStorage
+from serve_app.contracts import GenerationParams, ProgressEvent, ResultEvent, VideoResult
+from serve_app.jobs.batching import group_compatible
+from serve_app.jobs.dispatch import BatchConfig, Dispatcher
+from serve_app.media.video import encode_mp4_bytes
 
 
-def item(i, **kw):
+def params(i, **kw):
     base = dict(prompt=f"p{i}", width=64, height=64, num_frames=9, fps=8, num_inference_steps=2,
                 guidance_scale=1.0, seed=i)
-    return WorkItem(job_id=f"job{i}", params=GenerationParams(**{**base, **kw}))
+    return GenerationParams(**{**base, **kw})
 
 
 def test_grouping_by_shape_steps_guidance_and_image():
-    items = [item(0), item(1, width=96), item(2), item(3, num_frames=13), item(4, image_png=b"x"),
-             item(5, num_inference_steps=3), item(6, guidance_scale=5.0), item(7, seed=99, prompt="other")]
+    items = [params(0), params(1, width=96), params(2), params(3, num_frames=13), params(4, image_png=b"x"),
+             params(5, num_inference_steps=3), params(6, guidance_scale=5.0), params(7, seed=99, prompt="other")]
     assert group_compatible(items) == [[0, 2, 7], [1], [3], [4], [5], [6]]
 
 
 def test_grouping_keeps_arrival_order():
-    items = [item(i, width=64 if i % 2 else 96) for i in range(6)]
+    items = [params(i, width=64 if i % 2 else 96) for i in range(6)]
     assert group_compatible(items) == [[0, 2, 4], [1, 3, 5]]
 
 
 class RecordingGenerator:
-    """Answers each call with frames that encode the seed; fails for width 128. Records batch sizes."""
+    """Answers each call with MP4s that encode the seed; fails for width 128. Records batch sizes."""
 
     def __init__(self):
         self.calls = []
@@ -38,20 +36,29 @@ class RecordingGenerator:
         if batch[0].width == 128:
             raise RuntimeError("boom")
         yield ProgressEvent(step=1, total=1)
-        yield ResultEvent(videos=[
-            GeneratedVideo(frames=np.full((p.num_frames, p.height, p.width, 3), p.seed % 255, np.uint8),
-                           seed=p.seed, generation_sec=0.0, batch_size=len(batch), pixel_format="rgb24")
-            for p in batch])
+        videos = []
+        for p in batch:
+            frames = np.full((p.num_frames, p.height, p.width, 3), p.seed % 255, np.uint8)
+            videos.append(VideoResult(mp4=encode_mp4_bytes(frames, p.fps, pixel_format="rgb24"),
+                                      num_frames=p.num_frames, height=p.height, width=p.width, seed=p.seed,
+                                      generation_sec=0.0, batch_size=len(batch)))
+        yield ResultEvent(videos=videos)
 
     async def status(self, timeout_s):
         raise NotImplementedError
 
 
-def test_run_batch_returns_one_outcome_per_item_in_order(tmp_path):
+def test_dispatch_gives_one_outcome_per_job_in_compatible_batches():
     gen = RecordingGenerator()
-    service = JobService(Settings(), JobStore(LocalStorage(tmp_path)), gen)
-    items = [item(1), item(2, width=128), item(3), item(4, width=96)]
-    outcomes = asyncio.run(service.run_batch(items))
+
+    async def run_all():
+        dispatcher = Dispatcher(gen, BatchConfig(max_batch_size=4, batch_wait_timeout_s=0.0))
+        jobs = [params(1), params(2, width=128), params(3), params(4, width=96)]
+        outcomes = await asyncio.gather(*(dispatcher.run(f"job{p.seed}", p) for p in jobs), return_exceptions=True)
+        await dispatcher.close()
+        return outcomes
+
+    outcomes = asyncio.run(run_all())
     assert sorted(gen.calls) == [[1, 3], [2], [4]]
     assert [o.seed for o in (outcomes[0], outcomes[2], outcomes[3])] == [1, 3, 4]
     assert outcomes[0].batch_size == 2 and outcomes[3].batch_size == 1

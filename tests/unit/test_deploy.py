@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tests.salad_schema import ContainerGroupCreation
+from tests.support.salad_schema import ContainerGroupCreation
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUPS = sorted((ROOT / "deploy/salad").glob("container-group*.json"))

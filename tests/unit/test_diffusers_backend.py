@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from serve_app.backends import create_backend
-from serve_app.backends.base import GenerationParams
+from serve_app.contracts import GenerationParams
+from serve_app.media.video import probe_mp4
 from serve_app.settings import Settings
 
 
@@ -36,25 +37,30 @@ def test_batch_honours_each_seed_and_matches_single_runs(backend):
     videos = backend.generate([params(1), params(2)], lambda done, total: steps.append((done, total)))
     assert [v.seed for v in videos] == [1, 2] and all(v.batch_size == 2 for v in videos)
     for v in videos:
-        assert v.size == (9, 64, 96) and v.frames.dtype == np.uint8 and v.pixel_format == "yuv420p"
+        probe, _ = probe_mp4(v.mp4, decode=False)
+        assert v.size == (9, 64, 96) == (probe.num_frames, probe.height, probe.width) and probe.pix_fmt == "yuv420p"
     assert steps == [(1, 3), (2, 3), (3, 3)]  # per-step progress
-    assert not np.array_equal(videos[0].frames, videos[1].frames)
-    single = backend.generate([params(2)], lambda *_: None)[0]
-    assert np.abs(single.frames.astype(int) - videos[1].frames).max() <= 1  # batched = one at a time
+    frames, _ = backend.render([params(1), params(2)], lambda *_: None)  # before encoding: exact comparisons
+    assert frames.dtype == np.uint8 and frames.shape == (2, 9, 96, 96)  # I420 planes: 64 * 3 // 2 rows
+    assert not np.array_equal(frames[0], frames[1])
+    single, _ = backend.render([params(2)], lambda *_: None)
+    assert np.abs(single[0].astype(int) - frames[1]).max() <= 1  # batched = one at a time
 
 
 def test_same_seed_same_video(backend):
-    a = backend.generate([params(7)], lambda *_: None)[0].frames
-    b = backend.generate([params(7)], lambda *_: None)[0].frames
+    a = backend.render([params(7)], lambda *_: None)[0]
+    b = backend.render([params(7)], lambda *_: None)[0]
     assert np.array_equal(a, b)
 
 
 def test_image_to_video_uses_the_image(backend):
-    text = backend.generate([params(3)], lambda *_: None)[0].frames
-    red, blue = backend.generate([params(3, image_png=image_png((255, 0, 0))),
-                                  params(3, image_png=image_png((0, 0, 255)))], lambda *_: None)
-    assert red.size == (9, 64, 96) and red.frames.shape == text.shape
-    assert not np.array_equal(red.frames, text) and not np.array_equal(red.frames, blue.frames)
+    text = backend.render([params(3)], lambda *_: None)[0][0]
+    red, blue = backend.render([params(3, image_png=image_png((255, 0, 0))),
+                                params(3, image_png=image_png((0, 0, 255)))], lambda *_: None)[0]
+    assert red.shape == text.shape == (9, 96, 96)
+    assert not np.array_equal(red, text) and not np.array_equal(red, blue)
+    video = backend.generate([params(3, image_png=image_png((255, 0, 0)))], lambda *_: None)[0]
+    assert video.size == (9, 64, 96)
 
 
 def test_info_and_health(backend, tiny_model_root):

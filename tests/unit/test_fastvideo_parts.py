@@ -5,7 +5,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from serve_app.backends.fastvideo import fastvideo_model_path, image_tensor
+from serve_app.backends.fastvideo.paths import fastvideo_model_path
+from serve_app.backends.fastvideo.request import image_tensor
 from serve_app.models.layout import MODEL_FOLDER_NAME
 from serve_app.settings import Settings
 
@@ -50,13 +51,13 @@ def test_gpu_default_is_fastvideo_ray_when_installed(monkeypatch):
 
 
 def test_memory_profile_follows_the_card(monkeypatch):
-    import serve_app.backends.fastvideo as fv
+    import serve_app.backends.fastvideo.memory as fv
 
     monkeypatch.setattr(fv, "gpu_memory_gb", lambda: 34.2)  # an RTX 5090 reports about 34 GB
-    assert fv.memory_profile(Settings()) == "fit-32gb"
+    assert fv.memory_profile(Settings().fastvideo) == "fit-32gb"
     monkeypatch.setattr(fv, "gpu_memory_gb", lambda: 85.0)  # H100
-    assert fv.memory_profile(Settings()) == "speed"
-    assert fv.memory_profile(Settings(gpu_memory_limit_gb=32)) == "fit-32gb"  # a cap counts as the card
-    assert fv.memory_profile(Settings(memory_profile="fit-32gb")) == "fit-32gb"
+    assert fv.memory_profile(Settings().fastvideo) == "speed"
+    assert fv.memory_profile(Settings(gpu_memory_limit_gb=32).fastvideo) == "fit-32gb"  # a cap counts as the card
+    assert fv.memory_profile(Settings(memory_profile="fit-32gb").fastvideo) == "fit-32gb"
     monkeypatch.setattr(fv, "gpu_memory_gb", lambda: None)
-    assert fv.memory_profile(Settings()) == "speed"
+    assert fv.memory_profile(Settings().fastvideo) == "speed"

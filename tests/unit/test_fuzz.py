@@ -11,12 +11,9 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from serve_app.api.app import create_api  # noqa: E402
-from serve_app.jobs.service import JobService  # noqa: E402
-from serve_app.jobs.store import JobStore  # noqa: E402
 from serve_app.media import fetch  # noqa: E402
-from serve_app.settings import Settings  # noqa: E402
-from serve_app.storage.local import LocalStorage  # noqa: E402
-from tests.fakes import FakeGenerator  # noqa: E402
+from tests.support.app import job_core  # noqa: E402
+from tests.support.fakes import FakeGenerator  # noqa: E402
 
 CASES_PER_OPERATION = 150  # x 9 operations: over 1000 cases
 
@@ -26,9 +23,9 @@ async def no_dns(host, port):
 
 
 def build_app(tmp_dir):
-    config = Settings(storage_url=f"file://{tmp_dir}", default_width=32, default_height=32, default_num_frames=5,
-                      max_width=256, max_height=256, max_num_frames=33, max_wait_s=1).resolve(gpus=0)
-    return create_api(JobService(config, JobStore(LocalStorage(tmp_dir)), FakeGenerator()), config)
+    core = job_core(tmp_dir, FakeGenerator(), default_width=32, default_height=32, default_num_frames=5,
+                    max_width=256, max_height=256, max_num_frames=33, max_wait_s=1)
+    return create_api(core.service, core.settings)
 
 
 def _tmp():

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from serve_app.backends.base import GenerationParams
+from serve_app.contracts import GenerationParams
 from serve_app.backends.diffusers import DiffusersBackend
 from serve_app.deployments.generator import Generator
 from serve_app.settings import Settings
@@ -23,7 +23,7 @@ def test_ready_after_the_self_check_then_the_warm_up_runs_in_the_background(tmp_
         calls.append((batch[0].prompt, batch[0].width))
         return real_generate(self, batch, on_progress)
 
-    monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self, settings: [warm, warm])
+    monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self: [warm, warm])
     monkeypatch.setattr(DiffusersBackend, "generate", generate)
     settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}").resolve(gpus=0)
     replica = Generator.func_or_class(settings)
@@ -37,7 +37,7 @@ def test_ready_after_the_self_check_then_the_warm_up_runs_in_the_background(tmp_
 
 
 def test_no_warm_up_when_switched_off(tmp_path, monkeypatch, tiny_model_root):
-    monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self, settings: [None])  # would fail if used
+    monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self: [None])  # would fail if used
     settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}",
                         selfcheck=False, warmup=False).resolve(gpus=0)
     assert settled(Generator.func_or_class(settings)).warmup == "off"

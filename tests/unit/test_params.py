@@ -1,7 +1,7 @@
 import pytest
 
-from serve_app.api import params as P
-from serve_app.api.errors import ApiError
+from serve_app import inputs as P
+from serve_app.inputs import InvalidInput
 from serve_app.settings import Settings
 
 S = Settings().resolve(gpus=0)
@@ -10,7 +10,7 @@ S = Settings().resolve(gpus=0)
 def resolve(**kw):
     kw.setdefault("prompt", "a cat")
     kw.setdefault("seed", 1)
-    return P.resolve(S, random_seed=lambda: 12345, **kw)
+    return P.resolve(S.generation, S.limits, **kw)
 
 
 def test_parse_size_and_openai_aliases():
@@ -18,23 +18,24 @@ def test_parse_size_and_openai_aliases():
     assert P.parse_size(" 96 X 64 ") == (96, 64)
     assert P.parse_size("720x1280") == (704, 1280)
     assert P.parse_size("1280x720") == (1280, 704)
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(InvalidInput) as err:
         P.parse_size("big")
-    assert err.value.status == 400 and err.value.param == "size" and "WIDTHxHEIGHT" in err.value.message
+    assert err.value.param == "size" and "WIDTHxHEIGHT" in err.value.message
 
 
 def test_seconds_become_4k_plus_1_frames():
-    assert P.frames_for_seconds("5", 24, S) == 121
-    assert P.frames_for_seconds(4, 24, S) == 97
-    assert P.frames_for_seconds("0.5", 16, S) == 9
+    assert P.frames_for_seconds("5", 24, S.limits) == 121
+    assert P.frames_for_seconds(4, 24, S.limits) == 97
+    assert P.frames_for_seconds("0.5", 16, S.limits) == 9
     for bad in ("x", "-1", "0", "nan", "inf"):
-        with pytest.raises(ApiError):
-            P.frames_for_seconds(bad, 24, S)
-    with pytest.raises(ApiError, match="at most"):
-        P.frames_for_seconds(60, 24, S)
+        with pytest.raises(InvalidInput):
+            P.frames_for_seconds(bad, 24, S.limits)
+    with pytest.raises(InvalidInput, match="at most"):
+        P.frames_for_seconds(60, 24, S.limits)
 
 
-def test_defaults_fill_in_and_missing_seed_is_random():
+def test_defaults_fill_in_and_missing_seed_is_random(monkeypatch):
+    monkeypatch.setattr(P, "random_seed", lambda: 12345)
     p = resolve(seed=None)
     assert (p.width, p.height, p.num_frames, p.fps) == (256, 256, 17, 24)
     assert p.seed == 12345 and p.guidance_scale == 1.0 and p.num_inference_steps == 3
@@ -53,9 +54,9 @@ def test_defaults_fill_in_and_missing_seed_is_random():
     (dict(guidance_scale=-1), "guidance_scale", "between"),
 ])
 def test_bad_values_get_a_400_naming_the_field(kw, param, words):
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(InvalidInput) as err:
         resolve(**kw)
-    assert err.value.status == 400 and err.value.param == param and words in err.value.message
+    assert err.value.param == param and words in err.value.message
 
 
 def test_prompt_is_stripped_and_values_kept():

@@ -9,18 +9,13 @@ import json
 import threading
 import time
 
-from fastapi.testclient import TestClient
-
-from serve_app.api.app import create_api
-from serve_app.jobs import recovery
 from serve_app.jobs.records import JobRecord, JobStatus
-from serve_app.jobs.service import JobService
 from serve_app.jobs.store import JobStore
 from serve_app.jobs.webhooks import verify
-from serve_app.settings import Settings
 from serve_app.storage.base import StorageError
 from serve_app.storage.local import LocalStorage
-from tests.fakes import FakeGenerator, one_at_a_time
+from tests.support.app import api_client, job_core
+from tests.support.fakes import FakeGenerator
 
 SMALL = dict(default_width=64, default_height=64, default_num_frames=9)
 
@@ -42,11 +37,8 @@ class FlakyStorage(LocalStorage):
 
 
 def make(tmp_path, generator=None, storage=None, **overrides):
-    settings = Settings(storage_url=f"file://{tmp_path}", **{**SMALL, **overrides}).resolve(gpus=0)
-    storage = storage or LocalStorage(tmp_path)
-    service = one_at_a_time(JobService(settings, JobStore(storage, settings.storage_retry_s),
-                                       generator or FakeGenerator()))
-    return TestClient(create_api(service, settings)), service
+    core = job_core(tmp_path, generator or FakeGenerator(), storage=storage, **{**SMALL, **overrides})
+    return api_client(core), core
 
 
 def wait_done(client, video_id, timeout=10, headers=None):
@@ -177,10 +169,10 @@ def test_storage_down_longer_than_retries_never_marks_completed(tmp_path):
         assert (tmp_path / "active" / job["id"]).exists()  # left for recovery
         storage.down = False
         # recovery (another replica, or this one later) finishes it
-        service.live.clear()
+        service.runner.live.clear()
         stored.heartbeat_at = 0
         storage.put_bytes(f"jobs/{job['id']}.json", stored.model_dump_json().encode(), "application/json")
-        adopted = asyncio.run(recovery.recover_once(service))
+        adopted = asyncio.run(service.recovery.recover_once())
         assert adopted == [job["id"]]
 
 
@@ -203,12 +195,10 @@ def test_orphaned_jobs_are_adopted_once(tmp_path):
         asyncio.run(store.mark_active(job.id))
 
     async def two_replicas_race():
-        settings = Settings(storage_url=f"file://{tmp_path}", **SMALL).resolve(gpus=0)
-        a = JobService(settings, JobStore(LocalStorage(tmp_path)), FakeGenerator())
-        b = JobService(settings, JobStore(LocalStorage(tmp_path)), FakeGenerator())
-        got_a, got_b = await asyncio.gather(recovery.recover_once(a), recovery.recover_once(b))
-        for service in (a, b):
-            for live in list(service.live.values()):
+        a, b = job_core(tmp_path, FakeGenerator(), **SMALL), job_core(tmp_path, FakeGenerator(), **SMALL)
+        got_a, got_b = await asyncio.gather(a.recovery.recover_once(), b.recovery.recover_once())
+        for core in (a, b):
+            for live in list(core.runner.live.values()):
                 await live.done.wait()
         return got_a, got_b
 

@@ -67,7 +67,7 @@ def test_shipped_serve_yaml_is_valid():
     assert app["import_path"] == "serve_app.app:build_app"
     Settings(**app["args"])  # every arg is a known setting
     ingress = next(d for d in app["deployments"] if d["name"] == "Ingress")
-    from serve_app.deployments.ingress import BatchConfig
+    from serve_app.jobs.dispatch import BatchConfig
 
     BatchConfig.model_validate(ingress["user_config"])
     assert config["http_options"]["host"] == "::"

@@ -14,7 +14,7 @@ import pytest
 
 from serve_app.media import fetch
 from serve_app.media.fetch import FetchError, FetchPolicy, fetch_url, post_json
-from tests.helpers import png_bytes
+from tests.support.images import png_bytes
 
 RESOLVES = {
     "metadata.example": ["169.254.169.254"],
@@ -134,18 +134,10 @@ def test_webhook_posts_are_checked_the_same_way(no_real_dns_or_connections):
 
 
 def test_api_refuses_private_image_urls_with_a_400(tmp_path):
-    from fastapi.testclient import TestClient
+    from tests.support.app import api_client, job_core
+    from tests.support.fakes import FakeGenerator
 
-    from serve_app.api.app import create_api
-    from serve_app.jobs.service import JobService
-    from serve_app.jobs.store import JobStore
-    from serve_app.settings import Settings
-    from serve_app.storage.local import LocalStorage
-    from tests.fakes import FakeGenerator
-
-    settings = Settings(storage_url=f"file://{tmp_path}").resolve(gpus=0)
-    service = JobService(settings, JobStore(LocalStorage(tmp_path)), FakeGenerator())
-    with TestClient(create_api(service, settings)) as client:
+    with api_client(job_core(tmp_path, FakeGenerator())) as client:
         for url in ("http://169.254.169.254/", "http://metadata.example/x.png", "file:///etc/passwd"):
             resp = client.post("/v1/videos", json={"prompt": "x", "input_reference": url})
             assert resp.status_code == 400 and resp.json()["error"]["param"] == "input_reference"

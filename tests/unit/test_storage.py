@@ -1,9 +1,14 @@
 import httpx
 import pytest
 
-from serve_app.storage import open_storage
+from serve_app.settings import StorageSettings
+from serve_app.storage import open_storage as open_settings
 from serve_app.storage.local import LocalStorage
 from tests.conftest import BUCKET
+
+
+def open_storage(url, **kw):
+    return open_settings(StorageSettings(storage_url=url, **kw))
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -7,7 +7,7 @@ import time
 
 from fastapi import FastAPI, Header, HTTPException
 
-from tests.helpers import free_port
+from devtools.procs import free_port
 
 KEY = "orchestrator-secret"
 

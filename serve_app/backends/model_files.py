@@ -5,10 +5,10 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from serve_app.settings import Settings
+from serve_app.settings import ModelSettings
 
 
-def resolve_model_path(settings: Settings) -> Path:
+def resolve_model_path(settings: ModelSettings) -> Path:
     """'tiny' -> the built-in tiny model (built if missing); a folder -> itself; else an HF id in the HF cache."""
     if settings.uses_tiny_model:
         from serve_app.models.tiny import ensure

@@ -10,7 +10,8 @@ stage inside the worker (no change to site-packages) and does what Wan2.2 TI2V d
 - after every step, and at the end, the first frame is set to z0 again, so the decoder sees it;
 - the DMD schedule (1000, 757, 522) and its noise draws are unchanged.
 
-Without an image the stock DMD stage runs, so text-to-video is untouched. Runs in the GPU worker.
+Without an image the stock DMD stage runs, so text-to-video is untouched. Runs in the GPU worker;
+stages.py swaps it in.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from fastvideo.models.utils import pred_noise_to_pred_video
 from fastvideo.pipelines.stages.denoising import DmdDenoisingStage
 from fastvideo.utils import dict_to_3d_list
 
-from serve_app.backends.fastvideo_worker import replace_stage
-
 TI2V_IMAGE = "serve_ti2v_image"  # batch.extra key: (1, 3, 1, H, W) float in [-1, 1], already H x W
-TI2V_TRACE = "serve_ti2v_trace"  # batch.extra key: set True to record the first frame at every step
 
 
 class Ti2vDmdDenoisingStage(DmdDenoisingStage):
     def __init__(self, transformer, scheduler, vae) -> None:
         super().__init__(transformer, scheduler)
         self.vae = vae
+
+    def observe_first_frame(self, batch, step: int, latents: torch.Tensor) -> None:
+        """Called with the latents at each step and at the end, the first frame set (a seam for tests)."""
 
     def forward(self, batch, fastvideo_args):
         image = batch.extra.get(TI2V_IMAGE)
@@ -64,7 +65,6 @@ class Ti2vDmdDenoisingStage(DmdDenoisingStage):
         z0 = self.encode_first_frame(image)[:, :, 0].to(latents.device, latents.dtype)  # (1, C, H, W)
         patch = fastvideo_args.pipeline_config.dit_config.arch_config.patch_size
         tokens_per_frame = (shape[3] // patch[1]) * (shape[4] // patch[2])
-        trace = [] if batch.extra.get(TI2V_TRACE) else None
 
         cond_kwargs = self.prepare_extra_func_kwargs(self.transformer.forward, {
             "encoder_hidden_states_image": batch.image_embeds,
@@ -77,8 +77,7 @@ class Ti2vDmdDenoisingStage(DmdDenoisingStage):
         for i, t in enumerate(timesteps):
             latents = latents.clone()
             latents[:, 0] = z0
-            if trace is not None:
-                trace.append(latents[:, 0].float().cpu())
+            self.observe_first_frame(batch, i, latents)
             # per-frame timesteps for the x0 conversion, per-token timesteps for the DiT
             t_frames = torch.full((shape[0], shape[1]), int(t), dtype=torch.long, device=device)
             t_frames[:, 0] = 0
@@ -102,28 +101,7 @@ class Ti2vDmdDenoisingStage(DmdDenoisingStage):
                 latents = pred_video
         latents = latents.clone()
         latents[:, 0] = z0
-        if trace is not None:
-            trace.append(latents[:, 0].float().cpu())
-            batch.extra[TI2V_TRACE] = {"steps": trace, "z0": z0.float().cpu(), "dtype": str(latents.dtype)}
+        self.observe_first_frame(batch, len(timesteps), latents)
         batch.latents = latents.permute(0, 2, 1, 3, 4)  # (B, C, T, H, W) for the decoding stage
         return batch
 
-
-def install(wrapper) -> str:
-    """Swap the worker pipeline's denoising stage for the TI2V one (runs in the worker, once at start)."""
-    pipeline = wrapper.worker.pipeline
-    pipeline.post_init()  # FastVideo creates the stages lazily, at the first forward; create them now
-    old = pipeline._stage_name_mapping["denoising_stage"]
-    if isinstance(old, Ti2vDmdDenoisingStage):
-        return "already installed"
-    if not isinstance(old, DmdDenoisingStage):
-        raise RuntimeError(f"expected FastWan2.2's DMD denoising stage, found {type(old).__name__}")
-    replace_stage(pipeline, "denoising_stage",
-                  Ti2vDmdDenoisingStage(pipeline.get_module("transformer"), old.scheduler, pipeline.get_module("vae")))
-    return "installed"
-
-
-def encode_first_frame(wrapper, image: torch.Tensor) -> torch.Tensor:
-    """The VAE encoding of a prepared image, computed on its own (for the mechanism test)."""
-    stage = wrapper.worker.pipeline._stage_name_mapping["denoising_stage"]
-    return stage.encode_first_frame(image)[:, :, 0].float().cpu()

@@ -2,8 +2,8 @@
 
 The Wan VAE decodes one latent frame (4 video frames) at a time anyway. This decoding stage hands
 each chunk, converted to YUV 4:2:0 uint8 on the GPU and copied to pinned host memory, to an H.264
-encoder thread; the encode (about 2 s for 121 frames at 1280x704) then overlaps the decode instead of
-following it, and only the MP4 crosses Ray, not 163 MB of frames. The encoder's C code runs outside
+encoder thread; the encode then overlaps the decode instead of following it, and only the MP4 crosses
+Ray, not the frames. The encoder's C code runs outside
 Python's GIL on its own threads, so the decode loop keeps the GPU fed. Without a sink in
 `batch.extra[VIDEO_SINK]` (or for a batch of several videos) the stock decode runs.
 Imports fastvideo: import this module only where FastVideo is installed.
@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from fastvideo.pipelines.stages.decoding import DecodingStage
 
-from serve_app.backends.fastvideo_worker import replace_stage
 from serve_app.media.video import Mp4Writer
 from serve_app.media.yuv import rgb_to_i420
 
@@ -98,13 +97,3 @@ class StreamingDecodingStage(DecodingStage):
         batch.output = torch.empty((1, 3, 0, 1, 1))  # the frames are in the sink (5-d: FastVideo checks)
         return batch
 
-
-def install(wrapper) -> str:
-    """Swap the worker pipeline's decoding stage for the streaming one (inert unless a request brings a sink)."""
-    pipeline = wrapper.worker.pipeline
-    pipeline.post_init()
-    old = pipeline._stage_name_mapping["decoding_stage"]
-    if isinstance(old, StreamingDecodingStage):
-        return "already installed"
-    replace_stage(pipeline, "decoding_stage", StreamingDecodingStage(vae=pipeline.get_module("vae"), pipeline=pipeline))
-    return "installed"

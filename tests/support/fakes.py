@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
+import time
 
 import numpy as np
 
-from serve_app.backends.base import GeneratedVideo, ProgressEvent, ResultEvent
-from serve_app.backends.status import GeneratorStatus
-from serve_app.media.video import encode_mp4
+from serve_app.contracts import GeneratorStatus, ProgressEvent, ResultEvent, StartedEvent, VideoResult
+from serve_app.media.video import encode_mp4_bytes
 
 
 class ActorDiedError(RuntimeError):
@@ -18,13 +16,13 @@ class ActorDiedError(RuntimeError):
 
 
 class FakeGenerator:
-    """Frames whose colour encodes the seed; `fail_prompts` fail; `delay_s` per batch;
+    """MP4s whose colour encodes the seed; `fail_prompts` fail; `delay_s` per batch;
     the first `lose_replica` calls die like a killed generator replica."""
 
     def __init__(self, delay_s: float = 0.0, fail_prompts: tuple[str, ...] = ("please fail",), lose_replica: int = 0,
                  encoded: bool = False):
         self.delay_s = delay_s
-        self.encoded = encoded  # send finished MP4s, as the FastVideo backend does when it encodes in its worker
+        self.encoded = encoded  # report an encode overlapped with the decode, as the FastVideo backend does
         self.fail_prompts = fail_prompts
         self.lose_replica = lose_replica
         self.batches: list[list[int]] = []
@@ -32,6 +30,7 @@ class FakeGenerator:
 
     async def stream(self, batch):
         self.batches.append([p.seed for p in batch])
+        yield StartedEvent(replica="fake", at=time.time())
         for step in range(1, 3):
             await asyncio.sleep(self.delay_s / 2)
             yield ProgressEvent(step=step, total=2)
@@ -42,34 +41,19 @@ class FakeGenerator:
             raise RuntimeError("the fake generator was told to fail")
         yield ResultEvent(videos=[self._video(p, len(batch)) for p in batch])
 
-    def _video(self, p, batch_size: int) -> GeneratedVideo:
+    def _video(self, p, batch_size: int) -> VideoResult:
         frames = np.full((p.num_frames, p.height, p.width, 3), p.seed % 256, np.uint8)
-        if not self.encoded:
-            return GeneratedVideo(frames=frames, seed=p.seed, generation_sec=self.delay_s, batch_size=batch_size,
-                                  pixel_format="rgb24")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "v.mp4"
-            encode_mp4(frames, p.fps, path, pixel_format="rgb24")
-            mp4 = path.read_bytes()
-        return GeneratedVideo(mp4=mp4, shape=(p.num_frames, p.height, p.width), seed=p.seed,
-                              generation_sec=self.delay_s, batch_size=batch_size, stages={"encode_tail": 0.012})
+        start = time.perf_counter()
+        mp4 = encode_mp4_bytes(frames, p.fps, pixel_format="rgb24")
+        encode_sec = 0.012 if self.encoded else time.perf_counter() - start
+        stages = {"encode_tail": 0.012} if self.encoded else {}
+        return VideoResult(mp4=mp4, num_frames=p.num_frames, height=p.height, width=p.width, seed=p.seed,
+                           generation_sec=self.delay_s, encode_sec=encode_sec, batch_size=batch_size, stages=stages)
 
     async def status(self, timeout_s: float) -> GeneratorStatus:
         if self.state == "hang":
             raise asyncio.TimeoutError()
         return GeneratorStatus(state=self.state, reason=None if self.state == "ready" else "fake says so")
-
-
-def one_at_a_time(service):
-    """Give a test service what the ingress's @serve.batch gives production: one trip at a time, the rest queued."""
-    gate = asyncio.Semaphore(1)
-
-    async def generate(item):
-        async with gate:
-            return await service._generate_one(item)
-
-    service.generate = generate
-    return service
 
 
 class StandInWorkerWrapper:

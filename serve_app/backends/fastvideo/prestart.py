@@ -1,13 +1,11 @@
 """Start FastVideo's GPU worker before the replica imports FastVideo, so the two imports overlap.
 
 FastVideo's Ray executor creates its GPU worker only after the replica has imported torch and
-FastVideo, and the new worker process then imports them again: about 20 s each on the GPU machine,
-one after the other (docs/benchmarks.md, cold start). `prestart_worker` creates the worker actor
-first, on the GPU bundle of the replica's placement group with the options FastVideo 0.2.1 uses; it
-imports FastVideo while the replica does. When the executor then creates its worker, `adopted`
-hands it this actor, which builds FastVideo's own RayWorkerWrapper inside itself and forwards every
-call to it: the rest of FastVideo's start-up runs unchanged. If FastVideo asks for a worker with
-other options, it gets a new one as before and the prestarted actor is stopped.
+FastVideo, and the new worker process then imports them again, one after the other. `prestart_worker`
+creates the worker actor first, on the GPU bundle of the replica's placement group with the options
+FastVideo uses; it imports FastVideo while the replica does. When the executor then creates its
+worker, executor.py hands it this actor, which builds FastVideo's own RayWorkerWrapper inside itself
+and forwards every call to it: the rest of FastVideo's start-up runs unchanged.
 Imports only Ray: it runs before FastVideo is loaded.
 """
 
@@ -53,9 +51,8 @@ class PrestartedWorker:
 def start_compile_workers() -> bool:
     """Start torch.compile's compile workers now, at low CPU priority (torch starts them at the first compile).
 
-    Started here they come up while the weights load instead of inside the warm-up's first compile
-    (warm-up of both default shapes 57.0 -> 44.8 s on the H100 machine, docs/benchmarks.md); at nice 10
-    they give way to the proxy, the ingress and the GPU worker's own threads.
+    Started here they come up while the weights load instead of inside the warm-up's first compile; at
+    nice 10 they give way to the proxy, the ingress and the GPU worker's own threads.
     """
     try:
         from torch._inductor.async_compile import maybe_warm_pool
@@ -82,7 +79,7 @@ def worker_options(placement_group, bundle_index: int, num_gpus: float = 1.0) ->
         placement_group_bundle_index=bundle_index)}
 
 
-def _same_options(a: dict, b: dict) -> bool:
+def same_options(a: dict, b: dict) -> bool:
     def key(options: dict):
         strategy = options.get("scheduling_strategy")
         placement = None
@@ -131,7 +128,7 @@ class _AdoptingRay:
 
     def remote(self, *args, **options):
         prestarted = self._prestarted
-        if args or prestarted.state != "started" or not _same_options(options, prestarted.options):
+        if args or prestarted.state != "started" or not same_options(options, prestarted.options):
             if prestarted.state == "started":
                 prestarted.state = f"not used: FastVideo asked for {options}"
             return self._real.remote(*args, **options)
@@ -148,7 +145,10 @@ class _AdoptingRay:
 
 @contextlib.contextmanager
 def adopted(executor_module, prestarted: Prestarted | None):
-    """Inside, the module's `ray.remote(**options)(cls).remote(...)` gives the prestarted worker if the options match."""
+    """Inside, the module's `ray.remote(**options)(cls).remote(...)` gives the prestarted worker if the options match.
+
+    executor.py wraps FastVideo's worker creation in this: the one place its executor module is changed.
+    """
     if prestarted is None:
         yield
         return

@@ -1,4 +1,4 @@
-"""A faster Wan VAE on FastVideo's own modules: fewer full-size memory passes, same numbers.
+"""The VAE patch: a faster Wan VAE on FastVideo's own modules, fewer full-size memory passes, same numbers.
 
 Under bf16 autocast, FastVideo 0.2.1's Wan VAE runs every RMS norm and SiLU in fp32 (`F.normalize`
 is promoted), upsamples through fp32 copies, and zero-pads each conv input with a copy. At 1280x704
@@ -9,7 +9,8 @@ those passes over 0.5-1 GB activations cost about as much as the convolutions. `
 - runs nearest upsampling in the tensor's own dtype (copying values is exact in any dtype);
 - lets cuDNN do the spatial zero padding of the causal convs instead of an `F.pad` copy.
 
-Modules keep their parameters and names (the state dict is unchanged); only their classes change.
+Modules keep their parameters and names (the state dict is unchanged); only their classes change (to
+subclasses defined here). compat.py names the FastVideo versions this was written against.
 Imports fastvideo: import this module only where FastVideo is installed.
 """
 

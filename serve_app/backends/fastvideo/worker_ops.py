@@ -1,8 +1,7 @@
-"""What runs inside FastVideo's GPU worker process, and the executor fix that makes the Ray path usable.
+"""What runs inside FastVideo's GPU worker process, sent there by the executor's `collective_rpc`.
 
-Functions here are sent to the worker through the executor's `collective_rpc` (by reference, so the
-worker imports this module) and receive FastVideo's worker wrapper as their first argument.
-Imports fastvideo at module level: import this module only where FastVideo is installed.
+Each function receives FastVideo's worker wrapper first and returns a typed result. They are sent by
+reference, so the worker imports this module; it imports torch at module level and FastVideo lazily.
 """
 
 from __future__ import annotations
@@ -12,34 +11,45 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-from fastvideo.worker.ray_distributed_executor import RayDistributedExecutor
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class ServeRayExecutor(RayDistributedExecutor):
-    """FastVideo 0.2.1's Ray executor, buildable, and taking a worker started ahead (fastvideo_prestart).
+class WorkerInfo(BaseModel):
+    """The self-check's executor probe: the worker answers, and says what it runs on."""
 
-    0.2.1 leaves `set_log_queue` / `clear_log_queue` abstract on the Ray executor, so constructing it
-    raises TypeError. Worker logs already reach the Ray log stream, so forwarding them is a no-op here.
-    """
+    worker_pid: int
+    gpu: str
+    gpu_memory_gb: float
+    gpu_free_gb: float
+    torch: str
+    cuda: str | None
+    pipeline: str
+    stages: list[str]
+    attention_backend: str
+    cpu_threads: int  # Ray sets OMP_NUM_THREADS=1 in actors that ask for no CPU
 
-    def __init__(self, fastvideo_args, *, log_queue=None, prestarted=None):
-        self.prestarted = prestarted
-        super().__init__(fastvideo_args, log_queue=log_queue)
 
-    def _init_workers_ray(self, placement_group, **ray_remote_kwargs):
-        import fastvideo.worker.ray_distributed_executor as executor_module
+class EncodeOptions(BaseModel):
+    fps: int
+    crf: int
+    preset: str
 
-        from serve_app.backends.fastvideo_prestart import adopted
 
-        with adopted(executor_module, self.prestarted):
-            super()._init_workers_ray(placement_group, **ray_remote_kwargs)
+class ForwardOutput(BaseModel):
+    """One forward pass: a finished MP4 (encoded in the worker while it decoded) or uint8 YUV 4:2:0 frames."""
 
-    def set_log_queue(self, log_queue) -> None:
-        return None
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    def clear_log_queue(self) -> None:
-        return None
+    mp4: bytes | None = Field(None, repr=False)
+    frames: np.ndarray | None = Field(None, repr=False, description="(T, H * 3 // 2, W) I420 planes")
+    shape: tuple[int, int, int] = Field(description="(frames, height, width)")
+    peak_memory_mb: float | None = None
+    stages: dict[str, float] = Field(default_factory=dict)
+    forward_s: float = 0.0
+    transfer_s: float = 0.0
+    encode_tail_s: float = 0.0
 
 
 def video_to_i420(video: torch.Tensor) -> torch.Tensor:
@@ -54,39 +64,37 @@ def stage_times(logging_info) -> dict[str, float]:
     return {name: round(float(info.get("execution_time", 0.0)), 4) for name, info in stages.items()}
 
 
-def forward_frames(wrapper, forward_batch, fastvideo_args, encode: dict | None = None) -> dict:
+def forward(wrapper, forward_batch, fastvideo_args, encode: EncodeOptions | None = None) -> ForwardOutput:
     """Run one forward pass and return uint8 frames or a finished MP4, never the fp32 ForwardBatch.
 
-    The stock Ray path ships the whole batch (the fp32 video alone is 1.3 GB at 1280x704x121) through
-    Ray's object store and copies it again on the caller: 3.9x slower than the mp executor. Here the
-    video is converted to YUV 4:2:0 uint8 on the GPU, and only that (an eighth of the bytes) leaves;
-    with `encode` ({fps, crf, preset}) it is encoded while it decodes (fastvideo_stream) and only the
-    MP4 leaves.
+    FastVideo's own Ray path ships the whole batch (the fp32 video alone is 1.3 GB at 1280x704x121)
+    through Ray's object store. Here the video is converted to YUV 4:2:0 uint8 on the GPU and only that
+    leaves; with `encode` it is encoded while it decodes (streaming.py) and only the MP4 leaves.
     """
+    from serve_app.backends.fastvideo.streaming import VIDEO_SINK, StreamingEncoder
+
     torch.cuda.reset_peak_memory_stats()
     sink = path = None
-    if encode:
-        from serve_app.backends.fastvideo_stream import VIDEO_SINK, StreamingEncoder
-
+    if encode is not None:
         handle, name = tempfile.mkstemp(prefix="fastwan-", suffix=".mp4")
         os.close(handle)
         path = Path(name)
-        sink = StreamingEncoder(path, **encode)
+        sink = StreamingEncoder(path, encode.fps, encode.crf, encode.preset)
         forward_batch.extra[VIDEO_SINK] = sink
+    shape = (forward_batch.num_frames, forward_batch.height, forward_batch.width)
     start = time.perf_counter()
     try:
         out = wrapper.worker.execute_forward(forward_batch, fastvideo_args)
         forward_s = time.perf_counter() - start
-        result = {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20,
-                  "stages": stage_times(out.logging_info), "forward_s": forward_s}
+        result = ForwardOutput(shape=shape, peak_memory_mb=torch.cuda.max_memory_allocated() / 2**20,
+                               stages=stage_times(out.logging_info), forward_s=forward_s)
         if sink is not None and sink.decoded_at is not None:
-            result["stages"]["encode_tail"] = round(sink.finish(), 4)
-            shape = (forward_batch.num_frames, forward_batch.height, forward_batch.width)
-            result.update(mp4=path.read_bytes(), shape=shape, frames=None)
+            result.encode_tail_s = sink.finish()
+            result.mp4 = path.read_bytes()
         else:
             if sink is not None:  # the stage did not stream (several videos in one batch): encode upstream
                 sink.abort()
-            result["frames"] = video_to_i420(out.output).cpu().numpy()
+            result.frames = video_to_i420(out.output).cpu().numpy()[0]
     except BaseException:
         if sink is not None:
             sink.abort()
@@ -94,39 +102,22 @@ def forward_frames(wrapper, forward_batch, fastvideo_args, encode: dict | None =
     finally:
         if path is not None:
             path.unlink(missing_ok=True)
-    result["transfer_s"] = time.perf_counter() - start - forward_s
-    trace = (out.extra or {}).get("serve_ti2v_trace")
-    if isinstance(trace, dict):  # only when a test asked for it
-        result["ti2v_trace"] = trace
+    result.transfer_s = time.perf_counter() - start - result.forward_s
     return result
 
 
-def replace_stage(pipeline, name: str, new) -> None:
-    """Put `new` where the pipeline's stage `name` is (FastVideo keeps stages in a list, a dict and an attribute)."""
-    old = pipeline._stage_name_mapping[name]
-    new._pipeline_stage_name = name
-    pipeline._stages[next(i for i, stage in enumerate(pipeline._stages) if stage is old)] = new
-    pipeline._stage_name_mapping[name] = new
-    setattr(pipeline, name, new)
-
-
-def describe_worker(wrapper) -> dict:
-    """The self-check's executor probe: proves the GPU worker answers, and says what it runs on."""
+def describe_worker(wrapper) -> WorkerInfo:
     device = torch.cuda.current_device()
     free, total = torch.cuda.mem_get_info(device)
     pipeline = getattr(wrapper.worker, "pipeline", None)
-    return {
-        "worker_pid": os.getpid(),
-        "gpu": torch.cuda.get_device_name(device),
-        "gpu_memory_gb": round(total / 1e9, 1),
-        "gpu_free_gb": round(free / 1e9, 1),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "pipeline": type(pipeline).__name__,
-        "stages": list(getattr(pipeline, "_stage_name_mapping", {}).keys()),
-        "attention_backend": os.environ.get("FASTVIDEO_ATTENTION_BACKEND", "auto"),
-        "cpu_threads": torch.get_num_threads(),  # Ray sets OMP_NUM_THREADS=1 in actors that ask for no CPU
-    }
+    from serve_app.backends.fastvideo.stages import stage_names
+
+    return WorkerInfo(
+        worker_pid=os.getpid(), gpu=torch.cuda.get_device_name(device), gpu_memory_gb=round(total / 1e9, 1),
+        gpu_free_gb=round(free / 1e9, 1), torch=torch.__version__, cuda=torch.version.cuda,
+        pipeline=type(pipeline).__name__, stages=stage_names(pipeline),
+        attention_backend=os.environ.get("FASTVIDEO_ATTENTION_BACKEND", "auto"), cpu_threads=torch.get_num_threads(),
+    )
 
 
 def limit_memory(wrapper, gigabytes: float) -> dict:
@@ -150,11 +141,7 @@ def compile_transformer(wrapper, mode: str | None = None) -> dict:
 
 
 def set_vae_precision(wrapper, precision: str) -> dict:
-    """VAE weights and decode in `precision` ("bf16" or "fp32"), set where the worker reads it.
-
-    The worker decodes with its own copy of the pipeline config (not the caller's), so the setting
-    and the weights' dtype are both changed here, in the worker.
-    """
+    """VAE weights and decode in `precision` ("bf16" or "fp32"), set in the worker's own pipeline config."""
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     config = wrapper.worker.fastvideo_args.pipeline_config
     config.vae_precision = precision
@@ -182,10 +169,17 @@ def set_vae_channels_last(wrapper) -> dict:
 
 
 def speed_up_vae(wrapper) -> dict:
-    """Switch the worker's Wan VAE to fused kernels, same output (fastvideo_vae)."""
-    from serve_app.backends.fastvideo_vae import speed_up_wan_vae
+    """Switch the worker's Wan VAE to fused kernels, same output (vae.py)."""
+    from serve_app.backends.fastvideo.vae import speed_up_wan_vae
 
     return speed_up_wan_vae(wrapper.worker.pipeline.get_module("vae"))
+
+
+def install_stages(wrapper) -> dict:
+    """Image-to-video denoising and the streaming decode in the worker's pipeline (stages.py)."""
+    from serve_app.backends.fastvideo.stages import install_serving_stages
+
+    return install_serving_stages(wrapper.worker.pipeline)
 
 
 def set_throwaway_mode(wrapper, on: bool, cudnn_benchmark: bool) -> dict:

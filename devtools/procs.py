@@ -1,0 +1,45 @@
+"""Ports, HTTP readiness and process clean-up for anything that starts the service as a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float = 60, ok=(200,)) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(url, timeout=5)
+            if resp.status_code in ok:
+                return resp
+            last = RuntimeError(f"{url} answered {resp.status_code}: {resp.text[:200]}")
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s: {last}")
+
+
+def kill_processes_mentioning(marker: str) -> None:
+    """Stop (by PID) every process of ours whose command line holds `marker` (our own Ray temp dir)."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if marker in cmdline:
+                os.kill(int(entry.name), signal.SIGKILL)
