@@ -3,27 +3,29 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# CPU machines get torch 2.13 (a CPU build where one is on disk); GPU machines the default CUDA build,
-# plus FastVideo (without its pins, which would replace that torch) for the fastvideo backend.
-comma  := ,
+# Everything comes from the lock (requirements/, made by scripts/lock.sh): torch and torchvision by version
+# (requirements/torch.txt; a GPU machine takes PyTorch's CUDA 12.8 builds, as the image does; a CPU machine the
+# CPU build of the same version, or PyPI's build of it where PyTorch's index cannot be reached), everything else
+# by hash. GPU machines add FastVideo (requirements/fastvideo.txt, without its own pins, which would replace torch).
 GPU    := $(shell command -v nvidia-smi 2>/dev/null)
-TORCH  ?= $(if $(GPU),torch torchvision,torch==2.13.0)
-EXTRAS := $(if $(GPU),diffusers$(comma)s3$(comma)gpu,diffusers$(comma)s3)
+TORCH_INDEX ?= $(if $(GPU),--index-url https://download.pytorch.org/whl/cu128,--extra-index-url https://download.pytorch.org/whl/cpu)
+PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export IMAGEIO_FFMPEG_NO_PREVENT_SIGINT ?= 1
 
-.PHONY: run test soak bench gpu-check tiny-model clean
+.PHONY: run test browser soak bench gpu-check tiny-model clean
 
-$(VENV)/.base: pyproject.toml
+$(VENV)/.base: pyproject.toml requirements/lock.txt requirements/torch.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
-	$(if $(GPU),$(PY) -m pip install -q --no-deps fastvideo==0.2.1)
+	$(PIP) -r requirements/torch.txt $(TORCH_INDEX)
+	$(PIP) --no-deps --require-hashes -r requirements/lock.txt
+	$(if $(GPU),$(PIP) --no-deps --require-hashes -r requirements/fastvideo.txt)
+	$(PIP) --no-deps -e .
 	touch $@
 
-$(VENV)/.test: $(VENV)/.base
-	$(PY) -m pip install -q -e ".[$(EXTRAS),test]"
+$(VENV)/.test: $(VENV)/.base requirements/lock-test.txt
+	$(PIP) --no-deps --require-hashes -r requirements/lock-test.txt
 	touch $@
 
 tiny-model: $(VENV)/.base
@@ -32,8 +34,13 @@ tiny-model: $(VENV)/.base
 run: tiny-model
 	$(PY) -m serve_app.launch configs/serve.yaml   # = serve run configs/serve.yaml, stopping gracefully on Ctrl-C or SIGTERM
 
-test: $(VENV)/.test
+test: $(VENV)/.test browser
 	$(PY) -m pytest -m "not soak and not gpu" $(PYTEST_ARGS)
+
+browser:  # the playground's browser tests drive the system's Chromium: installed here where we may (root, apt)
+	@command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -q && apt-get install -y -q --no-install-recommends chromium chromium-driver; } \
+	  || echo "no chromium + chromedriver: the browser tests will be skipped"
 
 soak: $(VENV)/.test
 	$(PY) -m pytest -m soak $(PYTEST_ARGS)

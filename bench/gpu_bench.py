@@ -70,6 +70,10 @@ def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
         gen.executor.collective_rpc(fw.set_vae_precision, kwargs={"precision": "bf16"})
         gen.executor.collective_rpc(fw.set_cudnn_benchmark, kwargs={"enabled": True})
         gen.executor.collective_rpc(fw.speed_up_vae)
+        from serve_app.backends.fastvideo.request import attention_tokens
+
+        gen.executor.collective_rpc(fw.choose_attention_kernel, kwargs={"preference": args.attention,
+                                                                         "tokens": attention_tokens(**SIZE)})
         if args.channels_last:
             gen.executor.collective_rpc(fw.set_vae_channels_last)
         if args.compile:
@@ -159,8 +163,9 @@ def run_load(args, omp_threads: str | None) -> dict:
     return out
 
 
-def run_service(args, cold_only: bool = False) -> dict:
-    """`serve run` the shipped config with the full-size model; HTTP submit -> completed (MP4 stored)."""
+def run_service(args, cold_only: bool = False, replicas: int = 1) -> dict:
+    """`serve run` the shipped config with the full-size model; HTTP submit -> completed (MP4 stored).
+    With --burst N: N jobs sent at once once every replica has warmed up (throughput over `replicas` GPUs)."""
     import signal
     import tempfile
 
@@ -172,6 +177,10 @@ def run_service(args, cold_only: bool = False) -> dict:
     app = config["applications"][0]
     app["args"].update(model=args.model_dir, storage_url=f"file://{work}/data", torch_compile=args.compile,
                        vae_channels_last=args.channels_last)
+    if args.compile_cache:  # shared by the runs of one bench: the first fills it, the next ones start from it
+        app["args"]["compile_cache_dir"] = args.compile_cache
+    if replicas != 1:
+        app["deployments"].append({"name": "Generator", "num_replicas": replicas})
     (work / "serve.yaml").write_text(yaml.safe_dump(config))
     base = f"http://127.0.0.1:{config['http_options']['port']}"
     cmd = ["scripts/box.sh", sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # as the container
@@ -201,10 +210,17 @@ def run_service(args, cold_only: bool = False) -> dict:
         out["generator_load_s"], out["selfcheck_s"] = generator["load_sec"], generator["selfcheck_sec"]
         out["http_lag_s"] = round(seen_at - generator["ready_at"], 2)  # replica ready -> a poller sees 200
         out["prestarted_worker"] = generator["info"]["details"].get("prestarted_worker")
+        out["warmup_sec"], out["warmup_parts"] = generator.get("warmup_sec"), generator.get("warmup_parts")
+        details = generator["info"]["details"]
+        out["attention"] = {k: v for k, v in details.items() if k.startswith("attention")}
+        out["compile_cache_files_at_start"] = details.get("compile_cache_files_at_start")
         time.sleep(1)  # Ray's log monitor forwards the replicas' lines to the launcher's output within a second
         out["timeline"] = timeline(log_path.read_text(errors="replace"), launched_at)
         out["timeline"]["poller's 200"] = round(seen_at - launched_at, 2)
         if cold_only:
+            return out
+        if args.burst:
+            out.update(burst(base, work, args.burst, replicas, t0))
             return out
         if args.after_warmup:  # time the steady state: the background warm-up (compiles) has finished
             while httpx.get(f"{base}/ready", timeout=5).json()["generator"]["warmup"] == "running":
@@ -219,6 +235,8 @@ def run_service(args, cold_only: bool = False) -> dict:
                 seconds = time.perf_counter() - t
                 assert job["status"] == "completed", job
                 assert (work / "data" / "videos" / f"{job['id']}.mp4").stat().st_size > 0
+                if seed == 0:  # the cold-start figure: launch -> the first video stored
+                    out["launch_to_first_video_s"] = round(time.perf_counter() - t0, 1)
                 runs.append({"seconds": round(seconds, 3), "metrics": job["metrics"]})
             # image-to-video: the same request with a reference image (costs one VAE encode)
             import base64
@@ -246,13 +264,54 @@ def run_service(args, cold_only: bool = False) -> dict:
     return out
 
 
+def burst(base: str, work: Path, jobs: int, replicas: int, launched: float) -> dict:
+    """Wait until every replica has warmed up, send `jobs` videos at once, wait for all: throughput."""
+    import concurrent.futures
+
+    import httpx
+
+    while True:
+        counts = httpx.get(f"{base}/ready", timeout=5).json()["generators"]
+        if counts.get("ready") == replicas and not counts.get("warming_up"):
+            break
+        time.sleep(0.5)
+    all_warm_s = round(time.perf_counter() - launched, 1)
+
+    def one(seed: int) -> dict:
+        with httpx.Client(timeout=900) as client:
+            job = client.post(f"{base}/v1/videos", json={"prompt": PROMPT, "size": "1280x704", "num_frames": 121,
+                                                         "seed": seed}).json()
+            while job["status"] not in ("completed", "failed"):
+                job = client.get(f"{base}/v1/videos/{job['id']}", headers={"Prefer": "wait=60"}).json()
+        assert job["status"] == "completed", job
+        assert (work / "data" / "videos" / f"{job['id']}.mp4").stat().st_size > 0
+        return {"done_at": time.perf_counter(), "metrics": job["metrics"]}
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        results = list(pool.map(one, range(jobs)))
+    wall = max(r["done_at"] for r in results) - start
+    per_video = [r["metrics"]["generation_sec"] for r in results]
+    return {"replicas": replicas, "jobs": jobs, "all_replicas_warm_s": all_warm_s, "burst_wall_s": round(wall, 2),
+            "videos_per_min": round(jobs / wall * 60, 2), "generation_sec_median": statistics.median(per_video),
+            "by_replica": {r: sum(1 for x in results if x["metrics"]["replica"] == r)
+                           for r in {x["metrics"]["replica"] for x in results}},
+            "first_done_after_launch_s": round(min(r["done_at"] for r in results) - launched, 1),
+            "per_job": [{k: r["metrics"][k] for k in ("generation_sec", "total_sec", "queue_sec", "replica")}
+                        for r in results]}
+
+
 def summary(result: dict) -> str:
     """One line per configuration: median seconds, and the median run's stages and memory."""
-    keys = ("load_s", "process_to_ready_s", "cold_start_s", "generator_load_s", "selfcheck_s", "http_lag_s",
-            "prestarted_worker", "compile_error")
+    keys = ("replicas", "jobs", "burst_wall_s", "videos_per_min", "generation_sec_median", "by_replica",
+            "all_replicas_warm_s", "first_done_after_launch_s",
+            "load_s", "process_to_ready_s", "cold_start_s", "launch_to_first_video_s", "generator_load_s",
+            "selfcheck_s", "http_lag_s", "prestarted_worker", "compile_error")
     parts = [f"{k}={result[k]}" for k in keys if k in result]
     if "timeline" in result:
         parts.append(f"timeline: {describe(result['timeline'])}")
+    if "burst_wall_s" in result:
+        return " ".join(parts)
     for name, res in ({"": result} if "runs" in result else result.get("variants", {})).items():
         run = sorted(res["runs"], key=lambda r: r["seconds"])[len(res["runs"]) // 2]
         parts.append(f"[{name}] median {median_s(res):.2f}s warmup {res['warmup']['seconds']}s "
@@ -292,6 +351,14 @@ def report(out_dir: Path) -> str:
         rows.append(f"| 32 GB cap / no cap | {median_s(load['cap32']) / median_s(load['uncapped']):.3f}x | | |")
     if "service" in load:
         add("**service end to end** (HTTP submit -> MP4 stored)", load["service"])
+    if "scale1" in load and "scale2" in load:
+        one, two = load["scale1"], load["scale2"]
+        rows += ["", "| generator replicas (one GPU each) | 8 jobs at once: wall s | videos / min | generation s per "
+                     "video (median) | jobs per replica |", "|---|---|---|---|---|"]
+        rows += [f"| {r['replicas']} | {r['burst_wall_s']} | {r['videos_per_min']} | {r['generation_sec_median']:.2f} "
+                 f"| {r['by_replica']} |" for r in (one, two)]
+        rows.append(f"| 2 / 1 | throughput x{two['videos_per_min'] / one['videos_per_min']:.2f} | | per video "
+                    f"x{two['generation_sec_median'] / one['generation_sec_median']:.3f} | |")
     text = "\n".join(rows + starts)
     (out_dir / "gpu_bench.md").write_text(text + "\n")
     plot_stages(load, out_dir / "stages.png")
@@ -369,6 +436,7 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "variants": run_variants, "cap32": run_cap32, "service": run_service,
          "uncapped": lambda a: run_cap32(a, capped=False),
          "bare-load": lambda a: run_bare(a, True, load_only=True), "cold": lambda a: run_service(a, cold_only=True),
+         "scale1": lambda a: run_service(a, replicas=1), "scale2": lambda a: run_service(a, replicas=2),
          "load": lambda a: run_load(a, None), "load-omp": lambda a: run_load(a, str(os.cpu_count()))}
 
 
@@ -382,6 +450,9 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="channels-last VAE convs in cap32/service")
     parser.add_argument("--after-warmup", action="store_true", help="service: time videos after the warm-up ends")
     parser.add_argument("--i2v", type=int, default=2, help="service: image-to-video requests after the text ones")
+    parser.add_argument("--attention", default="auto", help="bare-same: SDPA kernel order (auto, torch-default, ...)")
+    parser.add_argument("--burst", type=int, default=0, help="scale1/scale2: jobs sent at once after the warm-up")
+    parser.add_argument("--compile-cache", help="service: torch.compile cache folder (kept between the runs)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -401,7 +472,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, mode, "--one", "--name", name, "--model-dir", args.model_dir,
                "--out", str(out), "--n", str(args.n)] + (["--compile"] if args.compile else []) \
             + (["--channels-last"] if args.channels_last else []) + (["--after-warmup"] if args.after_warmup else []) \
-            + ["--i2v", str(args.i2v)]
+            + ["--i2v", str(args.i2v), "--attention", args.attention, "--burst", str(args.burst)] + (["--compile-cache", args.compile_cache] if args.compile_cache else [])
         with open(out / f"{name}.log", "wb") as log:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
         print(f"== {name}: rc={rc} in {time.perf_counter() - t:.0f} s", flush=True)

@@ -95,6 +95,7 @@ def main() -> None:
     from fastvideo.pipelines.stages.decoding import DecodingStage
 
     from serve_app.backends.fastvideo.streaming import VIDEO_SINK, StreamingDecodingStage, StreamingEncoder
+    from serve_app.backends.fastvideo.worker_ops import Delivery
     from serve_app.backends.fastvideo.vae import speed_up_wan_vae
     from serve_app.media.video import encode_mp4
     from serve_app.media.yuv import rgb_to_i420
@@ -126,7 +127,7 @@ def main() -> None:
 
             def stream():
                 path = Path(tempfile.mkstemp(suffix=".mp4")[1])
-                sink = StreamingEncoder(path, fps=24, crf=18, preset="veryfast")
+                sink = StreamingEncoder(path, Delivery(width=1280, height=704, encode=True))
                 stage.forward(SimpleNamespace(latents=z, extra={VIDEO_SINK: sink}), bf16)
                 tails.append(sink.finish())
                 path.unlink()

@@ -1,4 +1,4 @@
-"""Build the Serve application from settings: Ingress.bind(Generator.bind(...)).
+"""Build the Serve application from settings: Ingress.bind(Generator.bind(..., board), board).
 
 `configs/serve.yaml` points here (`import_path: serve_app.app:build_app`). Deployment options that
 depend on the hardware (GPU bundles, CPUs) are derived from the resolved settings in one place,
@@ -23,26 +23,43 @@ def cluster_gpus() -> float:
 
 
 def generator_options(settings: Settings) -> dict:
-    """Ray options for the generator replica."""
+    """Ray options for a generator replica: its device, any custom resources (which nodes may hold it), and
+    a graceful stop long enough to finish the job it runs (scale-down, redeploys)."""
+    extra = dict(settings.generator_resources)
+    stop = {"graceful_shutdown_timeout_s": max(60.0, min(settings.job_timeout_s or 600.0, 900.0))}
     if settings.device != "cuda":
-        return {"ray_actor_options": {"num_cpus": 1}}
+        return {"ray_actor_options": {"num_cpus": 1, **_resources(extra)}, **stop}
     if settings.backend == "fastvideo" and settings.fastvideo_executor == "ray":
         # The replica holds no GPU itself: FastVideo's Ray worker takes the GPU from this bundle, so the
         # replica and its worker are placed together and nothing needs a shared-memory IPC namespace.
         return {
             "ray_actor_options": {"num_cpus": 1, "num_gpus": 0},
-            "placement_group_bundles": [{"CPU": 1, "GPU": 1}],
+            "placement_group_bundles": [{"CPU": 1, "GPU": 1, **extra}],
             "placement_group_strategy": "STRICT_PACK",
+            **stop,
         }
-    return {"ray_actor_options": {"num_cpus": 1, "num_gpus": 1}}
+    return {"ray_actor_options": {"num_cpus": 1, "num_gpus": 1, **_resources(extra)}, **stop}
+
+
+def _resources(extra: dict[str, float]) -> dict:
+    return {"resources": extra} if extra else {}
 
 
 def build_app(args: dict | None = None) -> Application:
+    from serve_app.deployments.board import GeneratorBoard
     from serve_app.deployments.generator import Generator
     from serve_app.deployments.ingress import Ingress
+    from serve_app.hardware import gpu_memory_gb, host_memory_gb
 
-    settings = Settings(**(args or {})).resolve(gpus=cluster_gpus())
+    from serve_app.modes import check_links_reach_clients
+    from serve_app.storage.b2 import apply_b2
+
+    gpus = cluster_gpus()
+    settings = apply_b2(Settings(**(args or {}))).resolve(
+        gpus=gpus, gpu_memory_gb=gpu_memory_gb() if gpus else None, host_memory_gb=host_memory_gb())
+    check_links_reach_clients(settings)
     logger.info("FastWan Serve settings: backend=%s model=%s device=%s storage=%s", settings.backend,
                 settings.model, settings.device, settings.storage_url)
-    generator = Generator.options(**generator_options(settings)).bind(settings)
-    return Ingress.options(ray_actor_options={"num_cpus": 0.5}).bind(generator, settings)
+    board = GeneratorBoard.bind()
+    generator = Generator.options(**generator_options(settings)).bind(settings, board)
+    return Ingress.options(ray_actor_options={"num_cpus": 0.5}).bind(generator, board, settings)

@@ -27,6 +27,14 @@ class GenerationParams(BaseModel):
     guidance_scale: float
     seed: int
     image_png: bytes | None = Field(None, repr=False, description="reference image, already resized/cropped")
+    output_width: int | None = Field(None, description="the MP4's width if not `width` (scaled to cover it)")
+    output_height: int | None = Field(None, description="the MP4's height if not `height`")
+    requested_num_frames: int | None = Field(None, description="what was asked, if the model makes another count")
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the delivered MP4."""
+        return self.output_width or self.width, self.output_height or self.height
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one denoising pass."""
@@ -39,7 +47,7 @@ class VideoResult(BaseModel):
 
     mp4: bytes = Field(repr=False)
     num_frames: int
-    height: int
+    height: int = Field(description="of the MP4 (the delivered size)")
     width: int
     seed: int
     generation_sec: float = Field(description="model time, the encode included where it overlapped the decode")
@@ -59,6 +67,7 @@ class StartedEvent(BaseModel):
 
     kind: Literal["started"] = "started"
     replica: str = ""
+    node: str = Field("", description="the Ray node the replica runs on")
     at: float = Field(description="unix time")
 
 
@@ -74,6 +83,14 @@ class ResultEvent(BaseModel):
 
 
 GeneratorEvent = StartedEvent | ProgressEvent | ResultEvent
+
+
+class OutOfMemory(RuntimeError):
+    """The device (or the host) ran out of memory for this job; the replica itself is fine."""
+
+
+class JobTimedOut(RuntimeError):
+    """The job ran past its time limit and was stopped."""
 
 
 class BackendInfo(BaseModel):
@@ -97,8 +114,33 @@ class GeneratorStatus(BaseModel):
     ready_at: float | None = None  # Unix time the replica turned ready: what a prober sees later is HTTP's lag
     warmup: Literal["off", "running", "done", "failed"] = "off"
     warmup_sec: float | None = None
+    warmup_parts: dict[str, float] = Field(default_factory=dict, description="seconds per warm-up part")
     busy: bool = False
 
     @property
     def ready(self) -> bool:
         return self.state == "ready"
+
+
+class GeneratorPool(BaseModel):
+    """What the generator replicas last said about themselves (each posts to the board), as one view."""
+
+    replicas: dict[str, GeneratorStatus] = Field(default_factory=dict)
+    reason: str | None = Field(None, description="why there is no view (no replica has reported, no answer)")
+
+    def serving(self, after_warmup: bool) -> list[GeneratorStatus]:
+        """Replicas that take jobs at full speed (`after_warmup`) or at all."""
+        return [s for s in self.replicas.values() if s.ready and not (after_warmup and s.warmup == "running")]
+
+    def representative(self) -> GeneratorStatus:
+        """One replica's status to show: a ready one if any, else the most advanced."""
+        if not self.replicas:
+            return GeneratorStatus(state="loading", reason=self.reason or "no generator replica has reported yet")
+        order = {"ready": 0, "loading": 1, "failed": 2}
+        return sorted(self.replicas.values(), key=lambda s: (order[s.state], s.warmup == "running"))[0]
+
+    def counts(self) -> dict[str, int]:
+        states = [s.state for s in self.replicas.values()]
+        return {"replicas": len(states), "ready": states.count("ready"), "loading": states.count("loading"),
+                "failed": states.count("failed"), "busy": sum(s.busy for s in self.replicas.values()),
+                "warming_up": sum(s.warmup == "running" for s in self.replicas.values())}

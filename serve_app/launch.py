@@ -6,6 +6,7 @@ into SIGINT for it: Serve stops each replica gracefully, the ingress finishes it
 (`drain_timeout_s`), and jobs still queued stay in storage for the next start to pick up.
 
     python -m serve_app.launch [configs/serve.yaml] [serve run options]
+    python -m serve_app.launch configs/serve.yaml --until-ready   # start, warm up, stop: fills the compile cache
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 SERVE_CLI = "import sys; from ray.serve.scripts import cli; sys.exit(cli())"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    until_ready = "--until-ready" in argv
+    argv = [a for a in argv if a != "--until-ready"]
     config = argv[0] if argv else os.environ.get("FASTWAN_CONFIG", "configs/serve.yaml")
-    # Ray sets OMP_NUM_THREADS=1 in every actor that reserves no CPU unless it is already set: FastVideo's
-    # GPU worker is such an actor, and would prepare the model's weights on one CPU core.
+    # Ray sets OMP_NUM_THREADS=1 in every actor that reserves no CPU unless it is already set: FastVideo's GPU
+    # worker is such an actor, and would prepare the model's weights on one CPU core.
     env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
            "OMP_NUM_THREADS": str(len(os.sched_getaffinity(0))), **os.environ}
     # A shell starts background jobs with SIGINT ignored, and a Python started that way never raises
@@ -35,7 +40,29 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if until_ready:
+        return stop_once_ready(child, config)
     return child.wait()
+
+
+def stop_once_ready(child: subprocess.Popen, config: str) -> int:
+    """Wait for /ready (which turns 200 after the warm-up), then stop gracefully: the compile cache is filled."""
+    import yaml
+
+    with open(config) as f:
+        port = (yaml.safe_load(f).get("http_options") or {}).get("port", 8000)
+    while child.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as resp:
+                if resp.status == 200:
+                    print("[launch] ready (warmed up); stopping", flush=True)
+                    child.send_signal(signal.SIGINT)
+                    child.wait()
+                    return 0
+        except OSError:
+            pass
+        time.sleep(2)
+    return child.returncode or 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
-"""What route handlers reach through the app: the job service, the settings, the worker mode (set by create_api)."""
+"""What route handlers reach through the app: the job service and the settings (set by create_api)."""
 
 from fastapi import Request
 
 from serve_app.jobs.service import JobService
-from serve_app.modes.http import HttpMode
 from serve_app.settings import Settings
 
 
@@ -14,6 +13,3 @@ def get_service(request: Request) -> JobService:
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
-
-def get_mode(request: Request) -> HttpMode:
-    return request.app.state.mode

@@ -1,14 +1,17 @@
 """ASGI guards in front of every route: the optional API key and the request-size cap.
 
 Keys are compared in constant time against every configured key (no early exit), and arrive as
-`Authorization: Bearer <key>` or Salad's `Salad-Api-Key: <key>`. Health, readiness and the API
-description stay open so load balancers and probes work without a key.
+`Authorization: Bearer <key>` or Salad's `Salad-Api-Key: <key>`. Health, readiness, the API
+description and the playground page stay open (probes and browsers get them without a key); the
+page's own API calls carry the key its user types.
 """
 
 import hmac
 import json
 
-OPEN_PATHS = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+OPEN_PATHS = {"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/",
+              "/playground"}
+OPEN_PREFIXES = ("/playground-assets/",)
 
 
 def _error(status: int, message: str, kind: str, extra_headers: list | None = None):
@@ -28,7 +31,8 @@ class ApiKeyGuard:
         self.keys = [k.encode() for k in keys]
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not self.keys or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         offered = headers.get(b"salad-api-key", b"")

@@ -5,6 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
 from serve_app import inputs
@@ -65,7 +66,11 @@ async def read_create_request(request: Request) -> tuple[VideoCreateRequest, byt
                     upload = await value.read(settings.image_max_bytes + 1)
                 elif "[" in key and key.endswith("]"):  # input_reference[image_url]=... (bracket form)
                     outer, inner = key[:-1].split("[", 1)
-                    fields.setdefault(outer, {})[inner] = value
+                    if not isinstance(fields.setdefault(outer, {}), dict):
+                        raise invalid(f"field {outer!r} is given both as a value and as {key!r}; send one", outer)
+                    fields[outer][inner] = value
+                elif isinstance(fields.get(key), dict):
+                    raise invalid(f"field {key!r} is given both as a value and as {key}[...]; send one", key)
                 else:
                     fields[key] = value
             body = VideoCreateRequest.model_validate(fields)
@@ -74,6 +79,8 @@ async def read_create_request(request: Request) -> tuple[VideoCreateRequest, byt
                 data = await request.json()
             except ValueError:
                 raise invalid("request body is not valid JSON") from None
+            except RecursionError:
+                raise invalid("request body is nested too deeply to be a video request") from None
             if not isinstance(data, dict):
                 raise invalid("request body must be a JSON object")
             body = VideoCreateRequest.model_validate(data)
@@ -97,7 +104,7 @@ async def create_video(request: Request) -> VideoObject:
         raise invalid(f"model {body.model!r} is not served here; use {settings.served_model_name!r} or omit it",
                       "model")
     width = height = None
-    if body.size:
+    if body.size is not None:
         width, height = inputs.parse_size(body.size)
     params = inputs.resolve(
         settings.generation, settings.limits, prompt=body.prompt, seed=body.seed,
@@ -155,17 +162,21 @@ async def retrieve_video(request: Request, video_id: str) -> VideoObject:
 async def download_video(request: Request, video_id: str, variant: Literal["video"] = "video") -> Response:
     service = get_service(request)
     try:
-        path, url = await service.video_location(video_id)
+        path, url = await service.open_video(video_id)
     except JobNotFound:
         raise ApiError(404, f"no video with id {video_id!r}", "video_id", "not_found") from None
     except JobConflict as exc:
         raise ApiError(409, f"{exc}; poll GET /v1/videos/{video_id} until status is completed",
                        "video_id", "not_ready") from None
-    if path is not None:
-        return FileResponse(path, media_type="video/mp4", filename=f"{video_id}.mp4")
+    if path is not None:  # a private link to the file: a DELETE meanwhile cannot cut the download short
+        return FileResponse(path, media_type="video/mp4", filename=f"{video_id}.mp4",
+                            background=BackgroundTask(path.unlink, missing_ok=True))
     if get_settings(request).content_redirect:
         return RedirectResponse(url, status_code=302)
-    return Response(await service.read_video(video_id), media_type="video/mp4")
+    try:
+        return Response(await service.read_video(video_id), media_type="video/mp4")
+    except JobNotFound:
+        raise ApiError(404, f"no video with id {video_id!r}", "video_id", "not_found") from None
 
 
 @router.post("/{video_id}/cancel", response_model=VideoObject, responses=ERRORS,

@@ -46,6 +46,18 @@ class Backend(abc.ABC):
         """A context for the self-check: no torch.compile or autotuning for its throwaway shape."""
         return contextlib.nullcontext()
 
+    def warm_up(self) -> dict:
+        """Prepare the common shapes after start-up (compiles, autotuning): by default, one video of each of
+        `warmup_params`. Returns seconds per part."""
+        import time
+
+        timings = {}
+        for params in self.warmup_params():
+            start = time.perf_counter()
+            self.generate([params], lambda *_: None)
+            timings[f"{params.width}x{params.height}x{params.num_frames}"] = round(time.perf_counter() - start, 2)
+        return timings
+
     def warmup_params(self) -> list[GenerationParams]:
         """Requests that prepare the common shapes after start-up (compiles, autotuning); none by default."""
         return []

@@ -15,7 +15,7 @@ from serve_app.backends.base import Backend, ProgressCallback
 from serve_app.backends.model_files import device_description, resolve_model_path
 from serve_app.contracts import BackendInfo, GenerationParams, VideoResult
 from serve_app.media.video import encode_mp4_bytes
-from serve_app.media.yuv import rgb_to_i420
+from serve_app.media.yuv import fit_video, rgb_to_i420
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +60,18 @@ class DiffusersBackend(Backend):
         frames, peak = self.render(batch, on_progress)
         elapsed = time.perf_counter() - start
         videos = []
-        for i, p in enumerate(batch):
+        for one, p in zip(frames, batch):
             encode_start = time.perf_counter()
-            mp4 = encode_mp4_bytes(frames[i], p.fps, self.generation.video_crf, self.generation.video_preset)
+            mp4 = encode_mp4_bytes(one, p.fps, self.generation.video_crf, self.generation.video_preset)
             videos.append(VideoResult(
-                mp4=mp4, num_frames=frames.shape[1], height=frames.shape[2] * 2 // 3, width=frames.shape[3],
+                mp4=mp4, num_frames=one.shape[0], height=one.shape[1] * 2 // 3, width=one.shape[2],
                 seed=p.seed, generation_sec=elapsed, encode_sec=time.perf_counter() - encode_start,
                 peak_vram_gb=peak, batch_size=len(batch)))
         return videos
 
     def render(self, batch: list[GenerationParams], on_progress: ProgressCallback):
-        """The batch's frames before encoding, (B, T, H*3/2, W) uint8 I420, and the peak GPU memory (GB)."""
-        import numpy as np
-
+        """Each request's frames before encoding, (T, H*3/2, W) uint8 I420 at its output size, and the peak GPU
+        memory (GB)."""
         if batch[0].image_png is None:
             return self._run(self.t2v, batch, on_progress, {})
         # diffusers' image-to-video pipeline encodes one image per call, so each request runs on its own.
@@ -86,8 +85,8 @@ class DiffusersBackend(Backend):
                 on_progress(i * total + done, len(batch) * total)
 
             one, peak = self._run(self.i2v, [params], step, {"image": image})
-            frames.append(one[0])
-        return np.stack(frames), peak
+            frames += one
+        return frames, peak
 
     def _run(self, pipe, batch: list[GenerationParams], on_progress: ProgressCallback, extra: dict):
         import torch
@@ -115,7 +114,8 @@ class DiffusersBackend(Backend):
                 callback_on_step_end=callback,
                 **extra,
             ).frames
-        frames = rgb_to_i420(out).cpu().numpy()  # (B, T, H*3/2, W): YUV 4:2:0 made on the device
+        # YUV 4:2:0 made on the device, at each request's output size
+        frames = [rgb_to_i420(fit_video(out[i:i + 1], *p.output_size)).cpu().numpy()[0] for i, p in enumerate(batch)]
         peak = torch.cuda.max_memory_allocated() / 1e9 if self.models.device == "cuda" else None
         return frames, peak
 

@@ -20,30 +20,46 @@ import time
 from collections.abc import AsyncIterator
 
 from ray import serve
+from ray.serve.config import RequestRouterConfig
+from ray.serve.handle import DeploymentHandle
 
 from serve_app.backends import create_backend
-from serve_app.contracts import GenerationParams, GeneratorEvent, GeneratorStatus, ProgressEvent, ResultEvent, \
-    StartedEvent
+from serve_app.contracts import (
+    GenerationParams,
+    GeneratorEvent,
+    GeneratorStatus,
+    JobTimedOut,
+    OutOfMemory,
+    ProgressEvent,
+    ResultEvent,
+    StartedEvent,
+)
 from serve_app.settings import Settings
 
 logger = logging.getLogger("ray.serve")
 
+STOP_GRACE_S = 120.0  # how long a stopped job may take to reach its next step
 SELFCHECK = GenerationParams(prompt="self-check", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
                              guidance_scale=1.0, seed=0)
 
 
-@serve.deployment(max_ongoing_requests=16, health_check_period_s=10, health_check_timeout_s=30,
-                  graceful_shutdown_timeout_s=60)
+@serve.deployment(max_ongoing_requests=1, health_check_period_s=10, health_check_timeout_s=30,
+                  graceful_shutdown_timeout_s=60,
+                  request_router_config=RequestRouterConfig(initial_backoff_s=0.01, max_backoff_s=0.05))
 class Generator:
-    def __init__(self, settings: Settings):
+    """One job at a time (Serve's router holds the others until a replica is free); status goes to the board."""
+
+    def __init__(self, settings: Settings, board: DeploymentHandle | None = None):
         logger.info("generator replica starting (pid %d)", os.getpid())
         self.settings = settings
         self.status_ = GeneratorStatus(state="loading", reason="loading the model")
         self._lock = asyncio.Lock()
+        self._warmed = threading.Event()  # set once no warm-up is running: until then jobs wait for the device
         self._started = time.perf_counter()
         self._settled = threading.Event()  # set once ready or failed
         self.backend = create_backend(settings)
-        self.replica_id = _replica_id()
+        self.replica_id, self.node_id = _replica_id(), _node_id()
+        self.poster = StatusPoster(board, self.replica_id, self.status) if board is not None else None
         threading.Thread(target=self._start_up, name="start-up", daemon=True).start()
 
     def _start_up(self) -> None:
@@ -60,14 +76,24 @@ class Generator:
             self.status_.reason = f"the model failed to load or self-check: {exc}"
             self.status_.state = "failed"
             self._settled.set()
+            self._changed()
             return
+        warm_up = bool(self.settings.warmup and self.backend.warmup_params())
+        # One post says both "ready" and "warming up": a prober never sees a ready replica whose warm-up has not
+        # begun, which it would take for one at full speed.
+        self.status_.warmup = "running" if warm_up else "off"
         self.status_.state, self.status_.reason, self.status_.ready_at = "ready", None, round(time.time(), 3)
+        if not warm_up:
+            self._warmed.set()
         self._settled.set()
+        self._changed()
         self._log_selfcheck()
-        warmup = self.backend.warmup_params() if self.settings.warmup else []
-        if warmup:  # requests that arrive meanwhile wait for the device, as they would for the compile itself
-            self.status_.warmup = "running"
-            self._warm_up(warmup)
+        if warm_up:
+            try:
+                self._warm_up()  # jobs that arrive meanwhile wait for the device (generate), as for a compile
+            finally:
+                self._warmed.set()
+                self._changed()
 
     def _self_check(self) -> None:
         start = time.perf_counter()
@@ -78,17 +104,16 @@ class Generator:
             raise RuntimeError(f"self-check produced a {video.size} video, expected {expected}")
         self.status_.selfcheck_sec = round(time.perf_counter() - start, 2)
 
-    def _warm_up(self, batch: list[GenerationParams]) -> None:
+    def _warm_up(self) -> None:
         start = time.perf_counter()
         try:
-            for params in batch:
-                self.backend.generate([params], lambda *_: None)
+            self.status_.warmup_parts = self.backend.warm_up()
             self.status_.warmup = "done"
         except Exception:  # noqa: BLE001 - a failed warm-up leaves a working, only slower, first request
             logger.exception("warm-up failed")
             self.status_.warmup = "failed"
         self.status_.warmup_sec = round(time.perf_counter() - start, 2)
-        logger.info("warm-up %s in %s s (%d videos)", self.status_.warmup, self.status_.warmup_sec, len(batch))
+        logger.info("warm-up %s in %s s (%s)", self.status_.warmup, self.status_.warmup_sec, self.status_.warmup_parts)
 
     def _log_selfcheck(self) -> None:
         info, s = self.status_.info, self.status_
@@ -108,22 +133,32 @@ class Generator:
             logger.info(line)
 
     async def generate(self, batch: list[GenerationParams]) -> AsyncIterator[GeneratorEvent]:
-        """Stream StartedEvent when the device is ours, ProgressEvent per step, then one ResultEvent."""
+        """Stream StartedEvent when the device is ours, ProgressEvent per step, then one ResultEvent.
+
+        If the caller gives up (the job's time limit), the backend is told to stop at its next step, and the
+        device stays locked until it has: a stopped job never overlaps the next one.
+        """
         if not self._settled.is_set():
             await asyncio.to_thread(self._settled.wait)
         if self.status_.state == "failed":
             raise RuntimeError(f"the generator is not serving: {self.status_.reason}")
         async with self._lock:
+            while not self._warmed.is_set():  # the warm-up has the device (and may run a shortened schedule)
+                await asyncio.sleep(0.05)
             self.status_.busy = True
+            self._changed()
+            abort = threading.Event()
+            loop = asyncio.get_running_loop()
+            events: asyncio.Queue[ProgressEvent] = asyncio.Queue()
+
+            def on_progress(done: int, total: int) -> None:
+                if abort.is_set():
+                    raise JobTimedOut("stopped by its caller")
+                loop.call_soon_threadsafe(events.put_nowait, ProgressEvent(step=done, total=total))
+
+            work = asyncio.ensure_future(asyncio.to_thread(self._run, batch, on_progress))
             try:
-                yield StartedEvent(replica=self.replica_id, at=time.time())
-                loop = asyncio.get_running_loop()
-                events: asyncio.Queue[ProgressEvent] = asyncio.Queue()
-
-                def on_progress(done: int, total: int) -> None:
-                    loop.call_soon_threadsafe(events.put_nowait, ProgressEvent(step=done, total=total))
-
-                work = asyncio.ensure_future(asyncio.to_thread(self.backend.generate, batch, on_progress))
+                yield StartedEvent(replica=self.replica_id, node=self.node_id, at=time.time())
                 while not work.done():
                     waiter = asyncio.ensure_future(events.get())
                     await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,8 +169,40 @@ class Generator:
                 while not events.empty():
                     yield events.get_nowait()
                 yield ResultEvent(videos=work.result())
+            except (asyncio.CancelledError, GeneratorExit):
+                abort.set()
+                await self._outlast(work)
+                raise
             finally:
                 self.status_.busy = False
+                self._changed()
+
+    def _run(self, batch: list[GenerationParams], on_progress) -> list:
+        """The backend call (in a worker thread); running out of memory is the job's failure, not the replica's."""
+        try:
+            return self.backend.generate(batch, on_progress)
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            free_memory()
+            first = batch[0]
+            raise OutOfMemory(
+                f"out of memory generating {first.width}x{first.height}x{first.num_frames} "
+                f"({type(exc).__name__}: {str(exc)[:160]}); ask for a smaller size or fewer frames, or lower "
+                "max_pixel_frames so that such requests are refused up front") from None
+
+    async def _outlast(self, work: asyncio.Future) -> None:
+        """Hold the device until an aborted call has stopped; a call that never stops makes the replica unhealthy."""
+        done, _ = await asyncio.wait({work}, timeout=STOP_GRACE_S)
+        if not done:
+            self.status_.state = "failed"
+            self.status_.reason = f"a stopped job was still running {STOP_GRACE_S:g} s later; replacing the replica"
+            self._changed()
+            await asyncio.shield(work)
+
+    def _changed(self) -> None:
+        if self.poster is not None:
+            self.poster.changed()
 
     def status(self) -> GeneratorStatus:
         if self.status_.state == "loading":
@@ -151,9 +218,18 @@ class Generator:
             self.backend.check()
 
     def __del__(self):
+        poster = getattr(self, "poster", None)
+        if poster is not None:
+            poster.leave()
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def _replica_id() -> str:
@@ -161,3 +237,51 @@ def _replica_id() -> str:
         return serve.get_replica_context().replica_id.unique_id
     except Exception:  # noqa: BLE001 - outside a Serve replica (tests construct the class directly)
         return f"local-{os.getpid()}"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return isinstance(exc, MemoryError) or any(
+        words in text for words in ("outofmemoryerror", "out of memory", "can't allocate memory", "cannot allocate"))
+
+
+def free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+class StatusPoster:
+    """Posts the replica's status to the board every `PERIOD_S` and at once when it changes (`changed()`)."""
+
+    PERIOD_S = 5.0
+
+    def __init__(self, board: DeploymentHandle, replica_id: str, read):
+        self.board, self.replica_id, self.read = board, replica_id, read
+        self.wake = threading.Event()
+        threading.Thread(target=self._loop, name="status-poster", daemon=True).start()
+
+    def changed(self) -> None:
+        self.wake.set()
+
+    def leave(self) -> None:
+        try:
+            self.board.leave.remote(self.replica_id)
+        except Exception:  # noqa: BLE001 - on the way down
+            pass
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.board.post.remote(self.replica_id, self.read()).result(timeout_s=10)
+            except Exception:  # noqa: BLE001 - the board restarts with the app; keep posting
+                logger.warning("could not post the generator status to the board", exc_info=True)
+            self.wake.wait(self.PERIOD_S)
+            self.wake.clear()

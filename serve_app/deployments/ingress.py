@@ -15,11 +15,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.api.app import create_api
+from serve_app.backends import backend_class
 from serve_app.api.schemas import VideoObject
 from serve_app.contracts import GenerationParams, GeneratorEvent, GeneratorStatus
 from serve_app.jobs.core import build_job_core
 from serve_app.jobs.dispatch import BatchConfig
-from serve_app.jobs.store import JobStore
+from serve_app.jobs.store import JobStore, KeyLayout
 from serve_app.modes import worker_mode
 from serve_app.settings import Settings
 from serve_app.storage import open_storage
@@ -33,17 +34,21 @@ def render_video(job) -> dict:
 
 
 class ServeGeneratorClient:
-    """The job core's view of the generator deployment."""
+    """The job core's view of the generator deployment: jobs go to its replicas, statuses come from the board."""
 
-    def __init__(self, handle: DeploymentHandle):
-        self.handle = handle
+    def __init__(self, handle: DeploymentHandle, board: DeploymentHandle):
+        self.handle, self.board = handle, board
 
     async def stream(self, batch: list[GenerationParams]) -> AsyncIterator[GeneratorEvent]:
-        async for event in self.handle.options(stream=True).generate.remote(batch):
-            yield event
+        response = self.handle.options(stream=True).generate.remote(batch)
+        try:
+            async for event in response:
+                yield event
+        finally:
+            response.cancel()  # a no-op once the call has finished; stops it when the caller gave up
 
-    async def status(self, timeout_s: float) -> GeneratorStatus:
-        response = self.handle.status.remote()
+    async def statuses(self, timeout_s: float) -> dict[str, GeneratorStatus]:
+        response = self.board.read.remote()
 
         async def call():
             return await response
@@ -58,16 +63,21 @@ class ServeGeneratorClient:
 @serve.deployment(max_ongoing_requests=512, graceful_shutdown_timeout_s=60)
 @serve.ingress()
 class Ingress:
-    def __init__(self, generator: DeploymentHandle, settings: Settings):
+    def __init__(self, generator: DeploymentHandle, board: DeploymentHandle, settings: Settings):
         self.settings = settings
         storage = open_storage(settings.storage)
-        self.core = build_job_core(settings, JobStore(storage, settings.storage_retry_s),
-                                   ServeGeneratorClient(generator), render=render_video)
+        layout = KeyLayout(internal="fastwan/" if settings.legacy_object_names else "",
+                           legacy_names=settings.legacy_object_names)
+        store = JobStore(storage, settings.storage_retry_s, layout)
+        store.ensure_atomic_creates(single_writer=settings.storage_single_writer)
+        self.core = build_job_core(settings, store,
+                                   ServeGeneratorClient(generator, board), render=render_video,
+                                   batches=backend_class(settings).batches)
         self.mode = worker_mode(settings, self.core.service)
         logger.info("ingress ready: storage %s, worker mode %s", storage.url, settings.worker_mode)
 
     def __serve_build_asgi_app__(self):
-        return create_api(self.core.service, self.settings, lifecycle=[self.core, self.mode], mode=self.mode)
+        return create_api(self.core.service, self.settings, lifecycle=[self.core, self.mode])
 
     def reconfigure(self, user_config: dict) -> None:
         """Serve passes the Ingress `user_config`; keys it leaves out keep their settings values."""

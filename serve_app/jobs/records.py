@@ -50,6 +50,14 @@ class JobMetrics(BaseModel):
     batch_size: int | None = None
     video_bytes: int | None = None
     stages: dict[str, float] = Field(default_factory=dict, description="model stages (FastVideo backend)")
+    generated_size: str | None = Field(None, description="WIDTHxHEIGHT the model made; the MP4 is `size`, scaled "
+                                                          "to it when the two differ")
+    requested_num_frames: int | None = Field(None, description="frames asked for, when the model made another "
+                                                               "count (4k+1)")
+    replica: str | None = Field(None, description="the generator replica that made it")
+    node: str | None = Field(None, description="the Ray node that replica ran on")
+    generation_started_at: float | None = Field(None, description="unix time the generator took it")
+    generation_ended_at: float | None = Field(None, description="unix time the generator finished it")
 
 
 class WebhookState(BaseModel):
@@ -134,3 +142,8 @@ def record_key(job_id: str) -> str:
 def active_key(job_id: str) -> str:
     """Marker that exists while the job is not finished: recovery lists these, not every record."""
     return f"active/{job_id}"
+
+
+def deleted_key(job_id: str) -> str:
+    """Tombstone of a deleted job: late writers (webhook outcomes, recovery) check it and write nothing."""
+    return f"deleted/{job_id}"

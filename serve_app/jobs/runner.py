@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from serve_app.contracts import GenerationParams, StartedEvent, VideoResult
 from serve_app.jobs.dispatch import Dispatcher
 from serve_app.jobs.errors import JobCancelled, replica_lost
-from serve_app.jobs.records import JobRecord, JobStatus, video_key
+from serve_app.jobs.records import JobRecord, JobStatus
 from serve_app.jobs.store import JobStore
 from serve_app.settings import ReliabilitySettings
 
@@ -50,7 +50,6 @@ class JobRunner:
         self.on_finished = on_finished
         self.live: dict[str, LiveJob] = {}
         self.draining = False
-        self.seconds_per_job = 10.0  # running estimate, for Retry-After
         self._tasks: set[asyncio.Task] = set()
 
     def spawn(self, coro) -> asyncio.Task:
@@ -67,16 +66,19 @@ class JobRunner:
         self.spawn(self._run(live))
         return live
 
-    async def adopt(self, job: JobRecord) -> None:
-        """Take over an orphaned job (its lease is ours): finish it if its video exists, else run it again."""
-        logger.warning("adopting job %s (owner %s silent, %d attempts so far)", job.id, job.owner, job.attempts)
+    async def adopt(self, job: JobRecord, interruptions: int) -> None:
+        """Take over an orphaned job whose lease number `interruptions` is ours: finish it if its video exists,
+        fail it if it was interrupted `max_attempts` times, else run it again here."""
+        logger.warning("adopting job %s (owner %s silent; interrupted %d times, %d attempts so far)", job.id,
+                       job.owner, interruptions, job.attempts)
         job.owner, job.heartbeat_at = self.owner, time.time()
+        job.attempts = max(job.attempts, interruptions)  # an owner that died may not have saved its attempt
         now = time.time()
         image = await self.store.load_input(job.input_key) if job.input_key else None
         live = LiveJob(job, job.params.model_copy(update={"image_png": image}))
         self.live[job.id] = live
-        if await self.store.video_exists(job.id):
-            job.complete(video_key(job.id), now, self.ttl_s)
+        if await self.store.video_exists(job):
+            job.complete(self.store.layout.video(job), now, self.ttl_s)
         elif job.attempts >= self.reliability.max_attempts:
             job.fail("lost", f"the job was interrupted {job.attempts} times; giving up", now)
         elif job.input_key and image is None:
@@ -131,6 +133,8 @@ class JobRunner:
             return
         job.start(event.at)
         job.metrics.queue_sec = round(max(0.0, event.at - live.accepted), 3)
+        job.metrics.replica, job.metrics.node = event.replica or None, event.node or None
+        job.metrics.generation_started_at = round(event.at, 3)
         self.spawn(self.save(live))  # ordered by the job's lock; no storage write on the critical path
 
     def _progress(self, live: LiveJob, step: int, total: int) -> None:
@@ -145,17 +149,20 @@ class JobRunner:
     async def _store_video(self, live: LiveJob, video: VideoResult) -> None:
         job = live.job
         job.progress = GENERATION_SHARE
+        job.metrics.generation_ended_at = round(time.time(), 3)
         started = time.perf_counter()
-        await self.store.save_video_bytes(job.id, video.mp4)
+        key = await self.store.save_video_bytes(job, video.mp4)
+        p = job.params
         job.metrics = job.metrics.model_copy(update=dict(
+            generated_size=f"{p.width}x{p.height}",
+            requested_num_frames=p.requested_num_frames if p.requested_num_frames != p.num_frames else None,
             generation_sec=round(video.generation_sec, 3), encode_sec=round(video.encode_sec, 3),
             store_sec=round(time.perf_counter() - started, 3), total_sec=round(time.time() - live.accepted, 3),
             peak_vram_gb=video.peak_vram_gb, batch_size=video.batch_size, video_bytes=len(video.mp4),
             stages=video.stages,
         ))
-        self.seconds_per_job = 0.8 * self.seconds_per_job + 0.2 * max(0.01, video.generation_sec / video.batch_size)
         job.params = job.params.model_copy(update={"seed": video.seed})
-        job.complete(video_key(job.id), time.time(), self.ttl_s)
+        job.complete(key, time.time(), self.ttl_s)
 
     # --- finishing ---------------------------------------------------------------------------------
     async def finish(self, live: LiveJob) -> None:
@@ -163,7 +170,8 @@ class JobRunner:
         job = live.job
         try:
             await self.save(live)
-            await self.store.clear_active(job.id)
+            await self.store.clear_leases(job.id)
+            await self.store.clear_active(job.id)  # last: while it stands, recovery finishes the clean-up
         except Exception:  # noqa: BLE001 - the active marker stays; recovery finishes the record later
             logger.exception("job %s: could not store its final state; recovery will", job.id)
         finally:
@@ -216,10 +224,15 @@ class JobRunner:
 
 
 def _error_code(exc: Exception) -> str:
+    from serve_app.contracts import JobTimedOut, OutOfMemory
     from serve_app.storage import StorageError
 
     if isinstance(exc, StorageError):
         return "storage_failed"
+    if isinstance(exc, JobTimedOut):
+        return "timeout"
+    if isinstance(exc, OutOfMemory):
+        return "out_of_memory"
     if isinstance(exc, ValueError):
         return "invalid_input"
     return "generation_failed"

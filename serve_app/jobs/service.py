@@ -8,32 +8,37 @@ rest, so any replica can answer for any job.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from pathlib import Path
+from urllib.parse import quote
 
-from serve_app.contracts import GenerationParams, GeneratorStatus
+from serve_app.contracts import GenerationParams, GeneratorPool
 from serve_app.jobs.dispatch import GeneratorClient
-from serve_app.jobs.errors import IdempotencyConflict, JobConflict, JobNotFound, Saturated
+from serve_app.jobs.admission import Admission
+from serve_app.jobs.errors import IdempotencyConflict, JobConflict, JobNotFound
 from serve_app.jobs.records import JobRecord, JobStatus, new_job_id
 from serve_app.jobs.runner import JobRunner
 from serve_app.jobs.store import IdempotencyEntry, JobStore
+from serve_app.jobs.telemetry import Telemetry
 from serve_app.settings import Settings
 
 ACK_RETRY_S = 3.0  # storage retries while a client waits for its job to be accepted
 
 
 class JobService:
-    def __init__(self, settings: Settings, store: JobStore, runner: JobRunner, generator: GeneratorClient):
+    def __init__(self, settings: Settings, store: JobStore, runner: JobRunner, generator: GeneratorClient,
+                 admission: Admission, telemetry: Telemetry):
         self.settings = settings
         self.store = store
         self.runner = runner
         self.generator = generator
+        self.admission = admission
+        self.telemetry = telemetry
 
     # --- accepting ---------------------------------------------------------------------------------
     @property
     def pending(self) -> int:
-        return len(self.runner.live)
+        return self.admission.pending
 
     @property
     def draining(self) -> bool:
@@ -41,15 +46,11 @@ class JobService:
 
     @property
     def saturated(self) -> bool:
-        return self.pending >= self.settings.max_pending_jobs
+        return self.admission.saturated
 
     def check_capacity(self) -> None:
-        if self.draining:
-            raise Saturated("this replica is shutting down; retry (another replica will take it)", 5)
-        if self.saturated:
-            limit = self.settings.max_pending_jobs
-            wait = math.ceil(self.runner.seconds_per_job * max(1, self.pending - limit + 1))
-            raise Saturated(f"{self.pending} jobs are pending (limit {limit}); retry after about {wait} s", wait)
+        """An early refusal, before a request is read (submit takes the slot exactly)."""
+        self.admission.check()
 
     async def submit(self, params: GenerationParams, api: str = "videos", external_id: str | None = None,
                      idempotency: tuple[str, str, str] | None = None, webhook_url: str | None = None,
@@ -60,7 +61,10 @@ class JobService:
         (created False); a different request under the same key raises IdempotencyConflict;
         `retry_failed` lets a key whose job failed start a new one.
         """
-        self.check_capacity()
+        with self.admission.slot():
+            return await self._accept(params, api, external_id, idempotency, webhook_url, retry_failed)
+
+    async def _accept(self, params, api, external_id, idempotency, webhook_url, retry_failed):
         now = time.time()
         job = JobRecord(
             id=new_job_id(now), api=api, created_at=int(now), model=self.settings.served_model_name,
@@ -80,6 +84,7 @@ class JobService:
             if prior is not None:
                 return prior, False
         self.runner.start(job, params, accepted=now)
+        self.telemetry.job_accepted()
         return job.model_copy(deep=True), True
 
     async def _bind_key(self, job: JobRecord, idempotency: tuple[str, str, str], retry_failed: bool):
@@ -146,33 +151,52 @@ class JobService:
         except JobNotFound:
             return None
 
-    async def video_location(self, job: JobRecord | str) -> tuple[Path | None, str | None]:
-        """Where a completed video can be read: a local path, or a presigned URL."""
-        if isinstance(job, str):
-            job = await self.get(job)
+    async def video_url(self, job: JobRecord) -> str | None:
+        """A link to a completed job's video: permanent under `public_video_base_url` if set, else presigned
+        (S3-like storage), else None (local files: the service's own /content is the link)."""
         if job.status != JobStatus.completed or not job.video_key:
             raise JobConflict(f"video {job.id} is {job.status.value}, not completed")
         storage = self.store.storage
-        path = await asyncio.to_thread(storage.local_path, job.video_key)
+        if self.settings.public_video_base_url:
+            return f"{self.settings.public_video_base_url.rstrip('/')}/{quote(storage.object_name(job.video_key))}"
+        return await asyncio.to_thread(storage.presigned_url, job.video_key, self.settings.presign_expiry_s)
+
+    async def open_video(self, job_id: str) -> tuple[Path | None, str | None]:
+        """Where a download reads a completed video: a private local path (the caller removes it after use),
+        or a presigned URL. JobNotFound if the file is gone (deleted, or expired by the bucket's rule)."""
+        job = await self.get(job_id)
+        if job.status != JobStatus.completed or not job.video_key:
+            raise JobConflict(f"video {job.id} is {job.status.value}, not completed")
+        storage = self.store.storage
+        path = await asyncio.to_thread(storage.pinned_path, job.video_key)
         if path is not None:
             return path, None
-        return None, await asyncio.to_thread(storage.presigned_url, job.video_key, self.settings.presign_expiry_s)
+        if not await asyncio.to_thread(storage.exists, job.video_key):
+            raise JobNotFound(job_id)
+        return None, await self.video_url(job)
 
     async def read_video(self, job_id: str) -> bytes:
         job = await self.get(job_id)
         data = await asyncio.to_thread(self.store.storage.get_bytes, job.video_key) if job.video_key else None
         if data is None:
-            raise JobConflict(f"video {job_id} has no stored file")
+            raise JobNotFound(job_id)
         return data
 
-    async def generator_status(self, timeout_s: float = 2.0) -> GeneratorStatus:
+    async def generator_pool(self, timeout_s: float = 2.0) -> GeneratorPool:
+        """What the generator replicas say about themselves (never raises: a missing answer is reported)."""
         try:
-            return await self.generator.status(timeout_s)
+            statuses = await self.generator.statuses(timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
-            return GeneratorStatus(state="loading",
-                                   reason=f"the generator replica is starting (no answer within {timeout_s:g} s)")
+            return GeneratorPool(reason=f"the generator replica is starting (no answer within {timeout_s:g} s)")
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            return GeneratorStatus(state="failed", reason=f"the generator is unavailable: {exc}")
+            return GeneratorPool(reason=f"the generator is unavailable: {exc}")
+        return GeneratorPool(replicas=statuses, reason=None if statuses else "no generator replica has reported yet")
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus exposition of this replica (jobs, queue, stages, generator replicas, GPU memory)."""
+        pool = await self.generator_pool()
+        live = [live.job for live in list(self.runner.live.values())]
+        return self.telemetry.render(live, self.runner.dispatcher.waiting, pool)
 
     # --- changing ----------------------------------------------------------------------------------
     async def cancel(self, job_id: str) -> JobRecord:

@@ -56,6 +56,8 @@ async def deliver(job: JobRecord, render: Callable[[JobRecord], dict], store: Jo
     event = "video.completed" if job.status == JobStatus.completed else "video.failed"
     state = WebhookState()
     for attempt in range(1, settings.webhook_attempts + 1):
+        if attempt > 1 and await store.is_deleted(job.id):
+            break  # deleted meanwhile: the client no longer wants to hear of it
         state.attempts = attempt
         headers = {"Content-Type": "application/json", "X-FastWan-Event": event,
                    "X-FastWan-Delivery": f"{job.id}-{attempt}", "User-Agent": "fastwan-serve"}
@@ -79,8 +81,8 @@ async def deliver(job: JobRecord, render: Callable[[JobRecord], dict], store: Jo
         logger.warning("webhook for %s not delivered after %d attempts: %s", job.id, state.attempts,
                        state.last_error or state.last_status)
     job.webhook = state
-    try:  # record the outcome; the job itself is already final
-        await store.save(job)
+    try:  # record the outcome; the job itself is already final, and may have been deleted meanwhile
+        await store.save_unless_deleted(job)
     except Exception:  # noqa: BLE001
         logger.exception("could not record webhook delivery for %s", job.id)
     return state

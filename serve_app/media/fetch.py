@@ -54,15 +54,18 @@ def _is_public(address: str) -> bool:
 async def check_url(url: str, policy: FetchPolicy, resolver: Resolver | None = None) -> tuple[str, str, int, str]:
     """Validate one hop; returns (scheme, host, port, checked_address)."""
     resolver = resolver or default_resolver()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a port out of range, an unclosed [IPv6 literal, ...
+        raise FetchError(f"URL is malformed: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise FetchError(f"only http and https URLs are accepted, not {parts.scheme or 'a bare path'}")
-    host = parts.hostname
     if not host:
         raise FetchError("URL has no host")
     if parts.username or parts.password:
         raise FetchError("URL must not carry credentials")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = [host] if _is_ip(host) else await resolver(host, port)
     except OSError:
@@ -113,20 +116,25 @@ async def fetch_url(url: str, policy: FetchPolicy, resolver: Resolver | None = N
                         continue
                     if resp.status_code != 200:
                         raise FetchError(f"image URL answered HTTP {resp.status_code}")
-                    declared = int(resp.headers.get("content-length") or 0)
-                    if declared > policy.max_bytes:
-                        raise FetchError(f"image is larger than {policy.max_bytes} bytes")
+                    declared = resp.headers.get("content-length") or "0"
+                    if declared.isdigit() and int(declared) > policy.max_bytes:
+                        raise FetchError(_too_large(policy))
                     body = bytearray()
                     async for chunk in resp.aiter_bytes():
                         body += chunk
                         if len(body) > policy.max_bytes:
-                            raise FetchError(f"image is larger than {policy.max_bytes} bytes")
+                            raise FetchError(_too_large(policy))
                     return bytes(body)
         except httpx.TimeoutException:
-            raise FetchError(f"image URL did not answer within {policy.timeout_s:g} s") from None
+            raise FetchError(f"image URL did not answer within {policy.timeout_s:g} s (the limit is the setting "
+                             "image_fetch_timeout_s)") from None
         except httpx.HTTPError as exc:
             raise FetchError(f"image URL could not be read: {type(exc).__name__}") from None
     raise FetchError(f"image URL redirected more than {policy.max_redirects} times")
+
+
+def _too_large(policy: FetchPolicy) -> str:
+    return f"image is larger than {policy.max_bytes} bytes (the limit is the setting image_max_bytes)"
 
 
 async def post_json(url: str, body: bytes, headers: dict, policy: FetchPolicy,

@@ -35,3 +35,23 @@ def rgb_to_i420(video):
         chroma = torch.stack([u, w], dim=2).reshape(bsz, t, h // 2, width)  # U rows then V rows
         out = torch.cat([y, chroma], dim=2)
         return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def fit_video(video, width: int, height: int):
+    """(B, T, 3, H, W) floats in [0, 1] -> (B, T, 3, height, width): scaled to cover the frame, the centre kept.
+
+    The model makes multiples of 32; a request for another size gets exactly its size this way, with nothing
+    stretched. Bicubic with antialiasing (a downscale does not alias), on the device the video is on.
+    """
+    import torch
+
+    b, t, c, h, w = video.shape
+    if (w, h) == (width, height):
+        return video
+    scale = max(width / w, height / h)
+    sw, sh = max(width, round(w * scale)), max(height, round(h * scale))
+    with torch.inference_mode():
+        x = torch.nn.functional.interpolate(video.flatten(0, 1).float(), size=(sh, sw), mode="bicubic",
+                                            antialias=True, align_corners=False)
+        top, left = (sh - height) // 2, (sw - width) // 2
+        return x[:, :, top:top + height, left:left + width].clamp_(0, 1).unflatten(0, (b, t))

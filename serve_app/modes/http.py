@@ -5,7 +5,6 @@ from __future__ import annotations
 
 class HttpMode:
     name = "http"
-    permanent_failures_answer_200 = False  # /generate: bad input 400, failed generation 500
 
     async def start(self) -> None:
         return None
@@ -15,7 +14,7 @@ class HttpMode:
 
 
 class QueueMode(HttpMode):
-    """Nothing runs in-process: Salad's worker binary calls /generate. What changes is what it is answered."""
+    """Nothing runs in-process: the Salad job-queue worker binary (the container entrypoint starts it) calls
+    /generate, which answers as the old worker did in every mode (modes/contract.py)."""
 
     name = "queue"
-    permanent_failures_answer_200 = True

@@ -46,12 +46,50 @@ class Storage(abc.ABC):
         """A time-limited URL anyone can GET, or None where the backend has none (local files)."""
         return None
 
-    def local_path(self, key: str) -> Path | None:
-        """A path on this machine holding the object, where the backend has one."""
+    def pinned_path(self, key: str) -> Path | None:
+        """Where the backend keeps files on this machine: a private path to the object that stays readable even
+        if the object is deleted meanwhile (the caller unlinks it); None if missing or not a local backend."""
         return None
+
+    def object_name(self, key: str) -> str:
+        """The object's name in its bucket (keys are relative to the storage URL's prefix)."""
+        return key
+
+    def within(self, prefix: str) -> "Storage":
+        """A view of this storage under `prefix` (keys of the view are relative to it)."""
+        return Within(self, prefix) if prefix else self
 
     def staging_dir(self) -> Path:
         """Where to write files that will be `put_file`d, so local stores can rename instead of copy."""
         import tempfile
 
         return Path(tempfile.gettempdir())
+
+
+class Within(Storage):
+    """Another storage's keys under a prefix (the service's own objects beside the old worker's videos)."""
+
+    def __init__(self, base: Storage, prefix: str):
+        self.base, self.prefix = base, prefix.strip("/") + "/"
+        self.url = f"{base.url.rstrip('/')}/{self.prefix}"
+
+    def put_bytes(self, key, data, content_type):
+        return self.base.put_bytes(self.prefix + key, data, content_type)
+
+    def put_file(self, key, path, content_type):
+        return self.base.put_file(self.prefix + key, path, content_type)
+
+    def put_if_absent(self, key, data, content_type):
+        return self.base.put_if_absent(self.prefix + key, data, content_type)
+
+    def get_bytes(self, key):
+        return self.base.get_bytes(self.prefix + key)
+
+    def exists(self, key):
+        return self.base.exists(self.prefix + key)
+
+    def delete(self, key):
+        return self.base.delete(self.prefix + key)
+
+    def list_keys(self, prefix):
+        return [k.removeprefix(self.prefix) for k in self.base.list_keys(self.prefix + prefix)]

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from serve_app.storage.base import Storage, StorageError
@@ -110,6 +111,11 @@ class LocalStorage(Storage):
                 keys.append(key)
         return sorted(keys)
 
-    def local_path(self, key: str) -> Path | None:
-        path = self._path(key)
-        return path if path.is_file() else None
+    def pinned_path(self, key: str) -> Path | None:
+        """A hard link in the staging folder: the same bytes, kept alive by the link whatever DELETE does."""
+        pinned = self.staging_dir() / f"read-{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            os.link(self._path(key), pinned)
+        except FileNotFoundError:
+            return None
+        return pinned

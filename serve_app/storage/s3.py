@@ -13,7 +13,7 @@ from serve_app.storage.base import Storage, StorageError
 
 class S3Storage(Storage):
     def __init__(self, url: str, endpoint_url: str | None = None, region: str | None = None,
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, key_id: str | None = None, secret: str | None = None):
         import boto3
         from botocore.config import Config
 
@@ -26,10 +26,14 @@ class S3Storage(Storage):
         # Fail fast and let the job store retry with backoff: an outage shows up in seconds, not minutes.
         config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=min(5.0, timeout_s),
                         read_timeout=timeout_s, signature_version="s3v4")
-        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config,
+                                   aws_access_key_id=key_id, aws_secret_access_key=secret)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
+
+    def object_name(self, key: str) -> str:
+        return self._key(key)
 
     def _call(self, what: str, fn, *args, **kwargs):
         from botocore.exceptions import BotoCoreError, ClientError

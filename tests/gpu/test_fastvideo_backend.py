@@ -92,6 +92,21 @@ def test_self_check_reports_the_worker_and_the_fastwan_config(backend):
     backend.check()
 
 
+def test_the_attention_kernel_is_chosen_on_this_card_and_lossless(backend):
+    """auto: the fastest fused SDPA kernel that runs here goes first; the others agree with it within bf16."""
+    from serve_app.backends.fastvideo import worker_ops
+
+    chosen = backend.options["attention_kernel"]
+    timings = backend.options["attention_ms"]
+    assert chosen in timings and timings[chosen] == min(timings.values()), backend.options
+    for name, diff in backend.options["attention_max_diff"].items():
+        assert diff < 0.05, (name, diff)  # inputs are N(0,1): outputs agree to bf16 rounding
+    for name in timings:  # a named kernel that runs here is put first as asked
+        assert backend.run_in_worker(worker_ops.choose_attention_kernel, preference=name, tokens=512)[
+            "attention_kernel"] == name
+    backend.run_in_worker(worker_ops.choose_attention_kernel, preference=chosen, tokens=512)
+
+
 def test_text_to_video_frames_and_seeds(backend):
     from serve_app.media.video import probe_mp4
 
@@ -134,11 +149,12 @@ def test_streamed_mp4_holds_the_stock_decode(backend, tmp_path):
     """Decoding chunk by chunk into the worker's encoder gives the MP4 of the stock full decode."""
     if backend.fastvideo.fastvideo_executor != "ray":
         pytest.skip("only the Ray executor encodes in the worker")
-    from serve_app.backends.fastvideo.worker_ops import EncodeOptions
+    from serve_app.backends.fastvideo.worker_ops import Delivery
     from serve_app.media.video import encode_mp4, probe_mp4
 
     frames = frames_of(backend, params(9))
-    encode = EncodeOptions(fps=16, crf=0, preset="veryfast")  # lossless: x264 with threads is not bit-reproducible
+    # lossless: x264 with threads is not bit-reproducible
+    encode = Delivery(width=256, height=128, encode=True, fps=16, crf=0, preset="veryfast")
     streamed = backend.forward(backend.forward_batch(params(9)), encode)
     assert streamed.frames is None and streamed.shape == (17, 128, 256)
     assert streamed.encode_tail_s >= 0
@@ -158,3 +174,13 @@ def test_generate_streams_when_asked(backend):
     finally:
         backend.fastvideo.encode_in_worker = False
     assert "encode_tail" in video.stages and video.size == (17, 128, 256) and video.mp4[4:8] == b"ftyp"
+
+
+def test_a_size_the_model_does_not_make_is_delivered_exactly(backend):
+    """720x1280's little brother: 120x200 is made at 128x192 and fitted (cover, centre) to 120x200."""
+    from serve_app.media.video import probe_mp4
+
+    p = params(6, width=128, height=192).model_copy(update={"output_width": 120, "output_height": 200})
+    video = backend.generate([p], lambda *_: None)[0]
+    probe, _ = probe_mp4(video.mp4, decode=False)
+    assert (probe.width, probe.height, probe.num_frames) == (120, 200, 17) == (video.width, video.height, 17)

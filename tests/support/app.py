@@ -23,4 +23,4 @@ def job_core(tmp_path: Path, generator, storage=None, **overrides):
 def api_client(core) -> TestClient:
     """A TestClient whose `with` block runs the core's background work (and the worker mode's), as the ingress does."""
     mode = worker_mode(core.settings, core.service)
-    return TestClient(create_api(core.service, core.settings, lifecycle=[core, mode], mode=mode))
+    return TestClient(create_api(core.service, core.settings, lifecycle=[core, mode]))

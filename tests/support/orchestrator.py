@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from fastapi import FastAPI, Header, HTTPException
 
 from devtools.procs import free_port
+from tests.support.asgi_server import ThreadedServer
 
 KEY = "orchestrator-secret"
 
@@ -18,6 +18,8 @@ class Orchestrator:
         self.heartbeats: list[dict] = []
         self.claims: list[str] = []
         self.reports: dict[str, list[dict]] = {}
+        self.progress: dict[str, list[dict]] = {}
+        self.order: list[tuple[str, str, dict]] = []  # (kind, id, body) in arrival order
         self.app = self._build()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -45,6 +47,14 @@ class Orchestrator:
         def status(buffer_job_id: str, body: dict, x_internal_api_key: str = Header(None)):
             check(x_internal_api_key)
             self.reports.setdefault(buffer_job_id, []).append(body)
+            self.order.append(("status", buffer_job_id, body))
+            return {"ok": True}
+
+        @app.post("/internal/videogen/jobs/{musetalk_job_id}/progress")
+        def progress(musetalk_job_id: str, body: dict, x_internal_api_key: str = Header(None)):
+            check(x_internal_api_key)
+            self.progress.setdefault(musetalk_job_id, []).append(body)
+            self.order.append(("progress", musetalk_job_id, body))
             return {"ok": True}
 
         return app
@@ -54,14 +64,8 @@ class Orchestrator:
         return done[-1] if done else None
 
     def __enter__(self) -> "Orchestrator":
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        threading.Thread(target=self.server.run, daemon=True).start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self.server = ThreadedServer(self.app, self.port).start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
+        self.server.stop()

@@ -44,7 +44,7 @@ class RecordingGenerator:
                                       generation_sec=0.0, batch_size=len(batch)))
         yield ResultEvent(videos=videos)
 
-    async def status(self, timeout_s):
+    async def statuses(self, timeout_s):
         raise NotImplementedError
 
 
@@ -64,3 +64,47 @@ def test_dispatch_gives_one_outcome_per_job_in_compatible_batches():
     assert outcomes[0].batch_size == 2 and outcomes[3].batch_size == 1
     assert isinstance(outcomes[1], RuntimeError) and "boom" in str(outcomes[1])
     assert outcomes[3].size == (9, 64, 96)
+
+
+def test_without_batching_every_free_replica_takes_a_job_at_once():
+    """A backend that does not batch: each job is its own trip, sent at once; two replicas run two at a time."""
+    from tests.support.fakes import FakeGenerator
+
+    gen = FakeGenerator(delay_s=0.2, replicas=2)
+
+    async def run_all():
+        dispatcher = Dispatcher(gen, BatchConfig(max_batch_size=4), batches=False)
+        starts = {}
+        jobs = [params(i) for i in range(4)]
+        videos = await asyncio.gather(*(dispatcher.run(f"j{p.seed}", p, on_started=lambda e, i=p.seed: starts.setdefault(
+            i, e.at)) for p in jobs))
+        return videos, starts
+
+    videos, starts = asyncio.run(run_all())
+    assert [v.batch_size for v in videos] == [1, 1, 1, 1]
+    first, second = sorted(starts.values())[:2], sorted(starts.values())[2:]
+    assert first[1] - first[0] < 0.1 and second[0] - first[0] >= 0.15  # two at once, then the next two
+
+
+def test_a_job_sent_but_not_yet_taken_can_be_cancelled():
+    from serve_app.jobs.errors import JobCancelled
+    from tests.support.fakes import FakeGenerator
+
+    gen = FakeGenerator(delay_s=0.3, replicas=1)
+
+    async def scenario():
+        dispatcher = Dispatcher(gen, BatchConfig(), batches=False)
+        running = asyncio.ensure_future(dispatcher.run("a", params(1)))
+        waiting = asyncio.ensure_future(dispatcher.run("b", params(2)))
+        await asyncio.sleep(0.05)
+        assert dispatcher.waiting == 1 and dispatcher.generating == 1  # b was sent; the replica has a
+        assert dispatcher.cancel("b") and not dispatcher.cancel("a")
+        done = await running
+        try:
+            await waiting
+        except JobCancelled:
+            return done, True
+        return done, False
+
+    done, cancelled = asyncio.run(scenario())
+    assert done.seed == 1 and cancelled and gen.batches == [[1]]  # b never reached a replica

@@ -41,7 +41,7 @@ def test_batch_honours_each_seed_and_matches_single_runs(backend):
         assert v.size == (9, 64, 96) == (probe.num_frames, probe.height, probe.width) and probe.pix_fmt == "yuv420p"
     assert steps == [(1, 3), (2, 3), (3, 3)]  # per-step progress
     frames, _ = backend.render([params(1), params(2)], lambda *_: None)  # before encoding: exact comparisons
-    assert frames.dtype == np.uint8 and frames.shape == (2, 9, 96, 96)  # I420 planes: 64 * 3 // 2 rows
+    assert len(frames) == 2 and frames[0].dtype == np.uint8 and frames[0].shape == (9, 96, 96)  # I420: 64*3/2 rows
     assert not np.array_equal(frames[0], frames[1])
     single, _ = backend.render([params(2)], lambda *_: None)
     assert np.abs(single[0].astype(int) - frames[1]).max() <= 1  # batched = one at a time
@@ -56,7 +56,7 @@ def test_same_seed_same_video(backend):
 def test_image_to_video_uses_the_image(backend):
     text = backend.render([params(3)], lambda *_: None)[0][0]
     red, blue = backend.render([params(3, image_png=image_png((255, 0, 0))),
-                                params(3, image_png=image_png((0, 0, 255)))], lambda *_: None)[0]
+                                params(3, image_png=image_png((0, 0, 255)))], lambda *_: None)[0]  # a list of two
     assert red.shape == text.shape == (9, 96, 96)
     assert not np.array_equal(red, text) and not np.array_equal(red, blue)
     video = backend.generate([params(3, image_png=image_png((255, 0, 0)))], lambda *_: None)[0]
@@ -114,3 +114,11 @@ def test_first_frame_conditioning_mechanism(backend):
         torch.testing.assert_close(first_frame.float(), expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(decoded[0].float(), expected * std + mean, rtol=1e-4, atol=1e-4)  # at the end
     assert expected.abs().mean() > 0.1  # a real signal, not zeros that would match anything
+
+
+def test_each_video_of_a_batch_is_delivered_at_its_own_size(backend):
+    """One denoising pass at 96x64; the MP4s at 96x64 and at 100x66 (scaled to cover, centre kept)."""
+    videos = backend.generate([params(1), params(2).model_copy(update={"output_width": 100, "output_height": 66})],
+                              lambda *_: None)
+    sizes = [probe_mp4(v.mp4, decode=False)[0] for v in videos]
+    assert [(p.width, p.height) for p in sizes] == [(96, 64), (100, 66)] == [(v.width, v.height) for v in videos]

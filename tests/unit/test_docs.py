@@ -1,13 +1,13 @@
 from pathlib import Path
 
-from serve_app.settings import Settings
+from serve_app.settings.reference import markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_settings_reference_is_current():
-    assert Settings.markdown_table() in (ROOT / "docs/settings.md").read_text(), \
-        "docs/settings.md is stale: regenerate its table with `python -m serve_app.settings`"
+    assert markdown_table() in (ROOT / "docs/settings.md").read_text(), \
+        "docs/settings.md is stale: regenerate its table with `python -m serve_app.settings --write docs/settings.md`"
 
 
 def test_readme_gives_exactly_the_two_setup_commands():

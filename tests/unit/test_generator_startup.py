@@ -96,3 +96,40 @@ def test_a_failed_load_is_reported_fails_health_and_refuses_work(tmp_path, monke
                               guidance_scale=1.0, seed=1)
     with pytest.raises(RuntimeError, match="not serving: the model failed to load or self-check"):
         asyncio.run(collect(replica, params))
+
+
+def test_a_job_sent_during_the_warm_up_waits_for_it_and_ready_never_precedes_it(tmp_path, monkeypatch,
+                                                                                 tiny_model_root):
+    """The warm-up owns the device (it may run a shortened schedule): a job starts only after it, and the
+    replica's first "ready" already says "warming up", so /ready cannot pass it for one at full speed."""
+    spans, seen = {}, []
+
+    def slow_warm_up(self):
+        spans["warm-up"] = [time.monotonic()]
+        time.sleep(1.5)
+        spans["warm-up"].append(time.monotonic())
+        return {"text-to-video": 1.5}
+
+    real_generate = DiffusersBackend.generate
+
+    def generate(self, batch, on_progress):
+        if batch[0].prompt == "a job":
+            spans["job"] = time.monotonic()
+        return real_generate(self, batch, on_progress)
+
+    monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self: ["one"])
+    monkeypatch.setattr(DiffusersBackend, "warm_up", slow_warm_up)
+    monkeypatch.setattr(DiffusersBackend, "generate", generate)
+    settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}",
+                        selfcheck=False).resolve(gpus=0)
+    replica = Generator.func_or_class(settings)
+    while not spans.get("warm-up"):
+        status = replica.status()
+        seen.append((status.state, status.warmup))
+        time.sleep(0.005)
+    assert ("ready", "off") not in seen and ("ready", "running") in [(s.state, s.warmup) for s in [replica.status()]]
+    job = GenerationParams(prompt="a job", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
+                           guidance_scale=1.0, seed=1)
+    events = asyncio.run(collect(replica, job))
+    assert spans["job"] >= spans["warm-up"][1]  # it waited for the warm-up to end
+    assert type(events[-1]).__name__ == "ResultEvent" and replica.status().warmup == "done"

@@ -71,3 +71,30 @@ def test_shipped_serve_yaml_is_valid():
 
     BatchConfig.model_validate(ingress["user_config"])
     assert config["http_options"]["host"] == "::"
+
+
+def test_queue_and_buffer_refuse_links_to_localhost():
+    from serve_app.modes import check_links_reach_clients
+
+    for mode in ("queue", "buffer"):
+        with pytest.raises(ValueError, match="localhost.*B2_KEY_ID.*FASTWAN_PUBLIC_BASE_URL"):
+            check_links_reach_clients(Settings(worker_mode=mode, orchestrator_base_url="http://o"))
+        check_links_reach_clients(Settings(worker_mode=mode, public_base_url="https://my.salad.cloud"))
+        check_links_reach_clients(Settings(worker_mode=mode, storage_url="s3://bucket/p"))
+    check_links_reach_clients(Settings())  # the HTTP API: its clients come to this service anyway
+
+
+def test_b2_variables_become_s3_storage_with_the_old_links(monkeypatch):
+    from serve_app.storage.b2 import apply_b2
+
+    for name, value in {"B2_KEY_ID": "k", "B2_APP_KEY": "secret", "B2_BUCKET_NAME": "videos",
+                        "B2_S3_ENDPOINT": "https://s3.us-west-004.backblazeb2.com",
+                        "B2_DOWNLOAD_URL": "https://f005.backblazeb2.com"}.items():
+        monkeypatch.setenv(name, value)
+    s = apply_b2(Settings())
+    assert (s.storage_url, s.s3_endpoint_url, s.s3_region) == (
+        "s3://videos/avatar/outputs", "https://s3.us-west-004.backblazeb2.com", "us-west-004")
+    assert s.public_video_base_url == "https://f005.backblazeb2.com/file/videos" and s.legacy_object_names
+    assert s.s3_access_key_id.get_secret_value() == "k" and s.s3_secret_access_key.get_secret_value() == "secret"
+    monkeypatch.setenv("FASTWAN_STORAGE_URL", "s3://elsewhere/x")
+    assert apply_b2(Settings()).storage_url == "s3://elsewhere/x"  # an explicit storage wins

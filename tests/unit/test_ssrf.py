@@ -143,6 +143,7 @@ def test_api_refuses_private_image_urls_with_a_400(tmp_path):
             assert resp.status_code == 400 and resp.json()["error"]["param"] == "input_reference"
             resp = client.post("/generate", json={"prompt": "x", "image_url": url, "num_frames": 9,
                                                   "width": 64, "height": 64})
-            assert resp.status_code == 400 and resp.json()["error"]["param"] == "image_url"
+            assert resp.status_code == 200 and resp.json()["status"] == "failed"  # the old contract's answer
+            assert resp.json()["error"].startswith("image_url: ")
             resp = client.post("/v1/videos", json={"prompt": "x", "webhook_url": url})
             assert resp.status_code == 400 and resp.json()["error"]["param"] == "webhook_url"

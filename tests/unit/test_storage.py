@@ -45,7 +45,9 @@ def test_presigned_url_downloads_on_s3_only(storage):
     storage.put_bytes("videos/p.mp4", b"mp4data", "video/mp4")
     url = storage.presigned_url("videos/p.mp4", 600)
     if isinstance(storage, LocalStorage):
-        assert url is None and storage.local_path("videos/p.mp4").read_bytes() == b"mp4data"
+        pinned = storage.pinned_path("videos/p.mp4")
+        storage.delete("videos/p.mp4")  # a download already under way keeps its bytes
+        assert url is None and pinned.read_bytes() == b"mp4data" and storage.pinned_path("videos/p.mp4") is None
     else:
         resp = httpx.get(url)
         assert resp.status_code == 200 and resp.content == b"mp4data"
@@ -74,3 +76,27 @@ def test_put_if_absent_creates_once(storage):
     assert storage.put_if_absent("leases/a/1", b"first", "text/plain") is True
     assert storage.put_if_absent("leases/a/1", b"second", "text/plain") is False
     assert storage.get_bytes("leases/a/1") == b"first"
+
+
+class IgnoresConditions(LocalStorage):
+    """A store like some S3 clones: If-None-Match is ignored, so every conditional create 'succeeds'."""
+
+    def put_if_absent(self, key, data, content_type):
+        self.put_bytes(key, data, content_type)
+        return True
+
+
+def test_the_store_probes_conditional_writes_at_start(tmp_path):
+    import asyncio
+
+    from serve_app.jobs.store import IdempotencyEntry, JobStore
+
+    assert JobStore(LocalStorage(tmp_path / "honest")).ensure_atomic_creates() == "atomic"
+    sloppy = JobStore(IgnoresConditions(tmp_path / "sloppy"))
+    with pytest.raises(RuntimeError, match="does not honour conditional writes.*storage_single_writer"):
+        sloppy.ensure_atomic_creates()
+    assert sloppy.ensure_atomic_creates(single_writer=True) == "in-process"
+    entry = IdempotencyEntry(job_id="video_a", fingerprint="f")
+    first = asyncio.run(sloppy.remember("videos", "k", entry))
+    second = asyncio.run(sloppy.remember("videos", "k", IdempotencyEntry(job_id="video_b", fingerprint="g")))
+    assert first is None and second.job_id == "video_a"  # the key still binds one job

@@ -21,7 +21,7 @@ from serve_app.backends.base import Backend, ProgressCallback
 from serve_app.backends.fastvideo.compat import check_fastvideo_version
 from serve_app.backends.fastvideo.memory import memory_profile
 from serve_app.backends.fastvideo.paths import EXPECTED_CONFIG, fastvideo_model_path
-from serve_app.backends.fastvideo.request import forward_batch
+from serve_app.backends.fastvideo.request import attention_tokens, forward_batch
 from serve_app.backends.model_files import resolve_model_path
 from serve_app.contracts import BackendInfo, GenerationParams, VideoResult
 from serve_app.settings import FastVideoSettings, GenerationSettings, ModelSettings
@@ -55,6 +55,8 @@ class FastVideoBackend(Backend):
         self.model_path: Path | None = None
         self.worker = None  # worker_ops.WorkerInfo once loaded
         self.options: dict = {}
+        self.cache: dict = {}
+        self.attention: dict = {}
         self.prestarted = None
         self._busy = threading.Lock()
         self._broken: str | None = None
@@ -99,7 +101,7 @@ class FastVideoBackend(Backend):
             vae_precision=cfg.vae_precision, torch_compile=cfg.torch_compile, cudnn_benchmark=cfg.cudnn_benchmark,
             vae_channels_last=cfg.vae_channels_last, vae_fused_kernels=bool(vae_kernels),
             encode_in_worker=self.encodes_in_worker, gpu_memory_limit_gb=cfg.gpu_memory_limit_gb,
-            prestarted_worker=self._prestart_state(),
+            prestarted_worker=self._prestart_state(), **self.cache, **self.attention,
         )
 
     def environment(self) -> dict[str, str]:
@@ -116,6 +118,11 @@ class FastVideoBackend(Backend):
         self.run_in_worker(ops.install_stages)
         if cfg.gpu_memory_limit_gb:
             self.run_in_worker(ops.limit_memory, gigabytes=cfg.gpu_memory_limit_gb)
+        self.cache = self.run_in_worker(ops.use_compile_cache, directory=str(cfg.compile_cache_dir))
+        g = self.generation  # the kernels are timed at the default size's attention shape
+        self.attention = self.run_in_worker(ops.choose_attention_kernel, preference=cfg.attention_kernel,
+                                            tokens=attention_tokens(g.default_width, g.default_height,
+                                                                    g.default_num_frames))
         if cfg.torch_compile:
             self.run_in_worker(ops.compile_transformer)
         if cfg.cudnn_benchmark:
@@ -138,6 +145,29 @@ class FastVideoBackend(Backend):
             yield
         finally:
             self.run_in_worker(ops.set_throwaway_mode, on=False, cudnn_benchmark=benchmark)
+
+    def warm_up(self) -> dict:
+        """The default size's compiled graphs (text- and image-to-video) and the VAE's conv algorithms, without a
+        whole video each: one denoising step of the DiT (each step runs the same graphs), and the VAE decodes
+        only the first two latent frames (whose shapes are the shapes of every later chunk too)."""
+        from serve_app.backends.fastvideo.streaming import WARMUP_LATENT_FRAMES
+
+        ops, timings = _ops(), {}
+        params_list = self.warmup_params()
+        if not params_list:
+            return timings
+        self.run_in_worker(ops.limit_denoising_steps, count=1)
+        try:
+            for params in params_list:
+                batch = self.forward_batch(params)
+                batch.extra[WARMUP_LATENT_FRAMES] = 2
+                start = time.perf_counter()
+                self.forward(batch, ops.Delivery(width=params.width, height=params.height))
+                kind = "image-to-video" if params.image_png else "text-to-video"
+                timings[kind] = round(time.perf_counter() - start, 2)
+        finally:
+            self.run_in_worker(ops.limit_denoising_steps, count=None)
+        return timings
 
     def warmup_params(self) -> list[GenerationParams]:
         """The default size, text- and image-to-video (each compiles its own DiT graph), when compiling."""
@@ -172,9 +202,10 @@ class FastVideoBackend(Backend):
         with self._busy:
             for index, params in enumerate(batch):
                 start = time.perf_counter()
-                encode = (ops.EncodeOptions(fps=params.fps, crf=self.generation.video_crf,
-                                            preset=self.generation.video_preset) if self.encodes_in_worker else None)
-                out = self.forward(self.forward_batch(params), encode)
+                width, height = params.output_size
+                delivery = ops.Delivery(width=width, height=height, encode=self.encodes_in_worker, fps=params.fps,
+                                        crf=self.generation.video_crf, preset=self.generation.video_preset)
+                out = self.forward(self.forward_batch(params), delivery)
                 generation_sec = time.perf_counter() - start
                 encode_sec = out.encode_tail_s
                 mp4 = out.mp4
@@ -192,22 +223,24 @@ class FastVideoBackend(Backend):
                 on_progress(index + 1, len(batch))
         return videos
 
-    def forward(self, batch, encode=None):
-        """One forward pass in the GPU worker (`worker_ops.ForwardOutput`), the executor's hop timed."""
+    def forward(self, batch, delivery=None):
+        """One forward pass in the GPU worker (`worker_ops.ForwardOutput`), the executor's hop timed.
+        `delivery`: size and encoding of what comes back (default: the frames at the model's size)."""
         ops, args = _ops(), self.generator.fastvideo_args
+        delivery = delivery or ops.Delivery(width=batch.width, height=batch.height)
         start = time.perf_counter()
         try:
             if self.fastvideo.fastvideo_executor == "ray":
-                out = self.run_in_worker(ops.forward, forward_batch=batch, fastvideo_args=args, encode=encode)
+                out = self.run_in_worker(ops.forward, forward_batch=batch, fastvideo_args=args, delivery=delivery)
                 out.stages.update(worker_forward=round(out.forward_s, 4), worker_to_host=round(out.transfer_s, 4),
                                   rpc_return=round(time.perf_counter() - start - out.forward_s - out.transfer_s, 4))
                 return out
             # mp: the video comes back by CUDA IPC; convert it here on the GPU, then copy 1.5 bytes a pixel.
             result = self.generator.executor.execute_forward(batch, args)
             forward_s = time.perf_counter() - start
-            frames = ops.video_to_i420(result.output).cpu().numpy()[0]
+            frames = ops.video_to_i420(result.output, delivery.width, delivery.height).cpu().numpy()[0]
             peak = (result.extra or {}).get("peak_memory_mb")
-            return ops.ForwardOutput(frames=frames, shape=(batch.num_frames, batch.height, batch.width),
+            return ops.ForwardOutput(frames=frames, shape=(batch.num_frames, delivery.height, delivery.width),
                                      peak_memory_mb=peak, stages=ops.stage_times(result.logging_info),
                                      forward_s=forward_s, transfer_s=time.perf_counter() - start - forward_s)
         except Exception as exc:

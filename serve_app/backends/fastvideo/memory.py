@@ -2,26 +2,8 @@
 
 from __future__ import annotations
 
+from serve_app.hardware import gpu_memory_gb
 from serve_app.settings import FastVideoSettings
-
-
-def gpu_memory_gb() -> float | None:
-    """Memory of the node's first GPU, read through NVML: the Ray-executor replica itself holds no GPU."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total / 1e9
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no NVML: fall back to torch, then to unknown
-        try:
-            import torch
-
-            return torch.cuda.get_device_properties(0).total_memory / 1e9 if torch.cuda.is_available() else None
-        except Exception:  # noqa: BLE001
-            return None
 
 
 def memory_profile(settings: FastVideoSettings) -> str:

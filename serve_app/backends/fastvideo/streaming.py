@@ -20,16 +20,18 @@ import torch
 from fastvideo.pipelines.stages.decoding import DecodingStage
 
 from serve_app.media.video import Mp4Writer
-from serve_app.media.yuv import rgb_to_i420
+from serve_app.media.yuv import fit_video, rgb_to_i420
 
 VIDEO_SINK = "serve_video_sink"  # batch.extra key: a StreamingEncoder, set inside the worker only
+WARMUP_LATENT_FRAMES = "serve_warmup_latent_frames"  # batch.extra key: decode only this many latent frames
 
 
 class StreamingEncoder:
-    """Encodes YUV chunks on a CPU thread while the GPU makes the next ones."""
+    """Encodes YUV chunks on a CPU thread while the GPU makes the next ones (`delivery`: size, fps, quality)."""
 
-    def __init__(self, path: Path, fps: int, crf: int, preset: str):
-        self.writer = Mp4Writer(path, fps, crf, preset)
+    def __init__(self, path: Path, delivery):
+        self.size = (delivery.width, delivery.height)
+        self.writer = Mp4Writer(path, delivery.fps, delivery.crf, delivery.preset)
         self.chunks: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.decoded_at: float | None = None
@@ -37,8 +39,8 @@ class StreamingEncoder:
         self.thread.start()
 
     def put(self, video: torch.Tensor) -> None:
-        """(1, C, T, H, W) floats in [0, 1] on the GPU: convert, start the copy to the host, queue it."""
-        yuv = rgb_to_i420(video.permute(0, 2, 1, 3, 4))[0]
+        """(1, C, T, H, W) floats in [0, 1] on the GPU: fit, convert, start the copy to the host, queue it."""
+        yuv = rgb_to_i420(fit_video(video.permute(0, 2, 1, 3, 4), *self.size))[0]
         host = torch.empty(yuv.shape, dtype=torch.uint8, pin_memory=yuv.is_cuda)
         host.copy_(yuv, non_blocking=True)
         done = torch.cuda.Event() if yuv.is_cuda else None
@@ -80,6 +82,8 @@ class StreamingDecodingStage(DecodingStage):
 
     @torch.no_grad()
     def forward(self, batch, fastvideo_args):
+        if batch.extra.get(WARMUP_LATENT_FRAMES):
+            return self._warm_up(batch, fastvideo_args, batch.extra[WARMUP_LATENT_FRAMES])
         sink = batch.extra.get(VIDEO_SINK)
         if sink is None or batch.latents.shape[0] != 1:
             return super().forward(batch, fastvideo_args)
@@ -95,5 +99,16 @@ class StreamingDecodingStage(DecodingStage):
         sink.decoded_at = time.perf_counter()
         batch.extra["serve_decode_s"] = sink.decoded_at - start
         batch.output = torch.empty((1, 3, 0, 1, 1))  # the frames are in the sink (5-d: FastVideo checks)
+        return batch
+
+    def _warm_up(self, batch, fastvideo_args, latent_frames: int):
+        """The first `latent_frames` chunks only: every conv shape of the decode, at a fraction of its cost."""
+        cache, chunks = None, []
+        for i in range(min(latent_frames, batch.latents.shape[2])):
+            chunk, cache = self.streaming_decode(batch.latents[:, :, i:i + 1], fastvideo_args, cache,
+                                                 is_first_chunk=i == 0)
+            chunks.append(chunk)
+        del cache
+        batch.output = torch.cat(chunks, dim=2)
         return batch
 

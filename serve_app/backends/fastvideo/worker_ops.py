@@ -31,10 +31,15 @@ class WorkerInfo(BaseModel):
     cpu_threads: int  # Ray sets OMP_NUM_THREADS=1 in actors that ask for no CPU
 
 
-class EncodeOptions(BaseModel):
-    fps: int
-    crf: int
-    preset: str
+class Delivery(BaseModel):
+    """What the worker hands back: the frames at this size, encoded into an MP4 while they decode (`encode`)."""
+
+    width: int
+    height: int
+    encode: bool = False
+    fps: int = 24
+    crf: int = 18
+    preset: str = "veryfast"
 
 
 class ForwardOutput(BaseModel):
@@ -52,11 +57,12 @@ class ForwardOutput(BaseModel):
     encode_tail_s: float = 0.0
 
 
-def video_to_i420(video: torch.Tensor) -> torch.Tensor:
-    """FastVideo's decoded (B, C, T, H, W) floats in [0, 1] -> (B, T, H*3/2, W) uint8 YUV 4:2:0, same device."""
-    from serve_app.media.yuv import rgb_to_i420
+def video_to_i420(video: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """FastVideo's decoded (B, C, T, H, W) floats in [0, 1] -> (B, T, height*3/2, width) uint8 YUV 4:2:0, fitted
+    to the delivered size, on the same device."""
+    from serve_app.media.yuv import fit_video, rgb_to_i420
 
-    return rgb_to_i420(video.permute(0, 2, 1, 3, 4))
+    return rgb_to_i420(fit_video(video.permute(0, 2, 1, 3, 4), width, height))
 
 
 def stage_times(logging_info) -> dict[str, float]:
@@ -64,24 +70,25 @@ def stage_times(logging_info) -> dict[str, float]:
     return {name: round(float(info.get("execution_time", 0.0)), 4) for name, info in stages.items()}
 
 
-def forward(wrapper, forward_batch, fastvideo_args, encode: EncodeOptions | None = None) -> ForwardOutput:
+def forward(wrapper, forward_batch, fastvideo_args, delivery: Delivery) -> ForwardOutput:
     """Run one forward pass and return uint8 frames or a finished MP4, never the fp32 ForwardBatch.
 
     FastVideo's own Ray path ships the whole batch (the fp32 video alone is 1.3 GB at 1280x704x121)
-    through Ray's object store. Here the video is converted to YUV 4:2:0 uint8 on the GPU and only that
-    leaves; with `encode` it is encoded while it decodes (streaming.py) and only the MP4 leaves.
+    through Ray's object store. Here the video is fitted to the delivered size and converted to YUV 4:2:0
+    uint8 on the GPU and only that leaves; with `delivery.encode` it is encoded while it decodes
+    (streaming.py) and only the MP4 leaves.
     """
     from serve_app.backends.fastvideo.streaming import VIDEO_SINK, StreamingEncoder
 
     torch.cuda.reset_peak_memory_stats()
     sink = path = None
-    if encode is not None:
+    if delivery.encode:
         handle, name = tempfile.mkstemp(prefix="fastwan-", suffix=".mp4")
         os.close(handle)
         path = Path(name)
-        sink = StreamingEncoder(path, encode.fps, encode.crf, encode.preset)
+        sink = StreamingEncoder(path, delivery)
         forward_batch.extra[VIDEO_SINK] = sink
-    shape = (forward_batch.num_frames, forward_batch.height, forward_batch.width)
+    shape = (forward_batch.num_frames, delivery.height, delivery.width)
     start = time.perf_counter()
     try:
         out = wrapper.worker.execute_forward(forward_batch, fastvideo_args)
@@ -94,7 +101,7 @@ def forward(wrapper, forward_batch, fastvideo_args, encode: EncodeOptions | None
         else:
             if sink is not None:  # the stage did not stream (several videos in one batch): encode upstream
                 sink.abort()
-            result.frames = video_to_i420(out.output).cpu().numpy()[0]
+            result.frames = video_to_i420(out.output, delivery.width, delivery.height).cpu().numpy()[0]
     except BaseException:
         if sink is not None:
             sink.abort()
@@ -127,6 +134,90 @@ def limit_memory(wrapper, gigabytes: float) -> dict:
     fraction = min(1.0, gigabytes * 1e9 / total)
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     return {"limit_gb": gigabytes, "fraction": round(fraction, 4), "card_gb": round(total / 1e9, 1)}
+
+
+def use_compile_cache(wrapper, directory: str) -> dict:
+    """Keep torch.compile's caches (Inductor's graphs, Triton's kernels) in `directory`, read at each compile.
+
+    Set in this worker's own environment: FastVideo copies only its own variables to its workers."""
+    root = Path(directory)
+    for name, sub in (("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("TRITON_CACHE_DIR", "triton")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        os.environ[name] = str(root / sub)
+    files = sum(1 for p in root.rglob("*") if p.is_file())
+    return {"compile_cache": str(root), "compile_cache_files_at_start": files}
+
+
+SDPA_KERNELS = ("cudnn", "flash", "efficient")
+
+
+def choose_attention_kernel(wrapper, preference: str, tokens: int, repeats: int = 5) -> dict:
+    """Order torch's fused SDPA kernels for this card: the fastest that runs at the DiT's self-attention shape
+    first (auto), or the one asked for if it runs here. Lossless: every kernel computes the same attention in
+    bf16 (the largest difference from the chosen one's output is reported). A kernel this torch lacks for this
+    GPU (e.g. on an RTX 5090, sm_120) raises here and is skipped, so the order never names one that cannot run."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, _sdpa_kernel, sdpa_kernel
+
+    backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    result: dict = {"attention_preference": preference, "attention_tokens": tokens}
+    if preference == "torch-default":
+        return {**result, "attention_kernel": "torch's default order"}
+    heads, dim = _attention_shape(wrapper.worker.pipeline.get_module("transformer"))
+    q, k, v = (torch.randn(1, heads, tokens, dim, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    timings, unavailable, outputs = {}, {}, {}
+    for name, backend in backends.items():
+        try:
+            with sdpa_kernel(backend):
+                outputs[name] = F.scaled_dot_product_attention(q, k, v)  # also: does it run here at all?
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(repeats):
+                    F.scaled_dot_product_attention(q, k, v)
+                end.record()
+                torch.cuda.synchronize()
+                timings[name] = start.elapsed_time(end) / repeats
+        except RuntimeError as exc:
+            unavailable[name] = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    result.update(attention_ms={n: round(t, 2) for n, t in timings.items()}, attention_unavailable=unavailable)
+    if not timings:
+        return {**result, "attention_kernel": "torch's default order (no fused kernel ran here)"}
+    chosen = preference if preference in timings else min(timings, key=timings.get)
+    if preference not in ("auto", chosen):
+        result["attention_fallback"] = f"{preference} cannot run here ({unavailable.get(preference)}); using {chosen}"
+    order = [backends[chosen]] + [b for n, b in backends.items() if n != chosen] + [SDPBackend.MATH]
+    _sdpa_kernel(order, set_priority=True)  # global in this worker, read when the DiT is traced and compiled
+    reference = outputs[chosen].float()
+    result["attention_max_diff"] = {n: round(float((o.float() - reference).abs().max()), 5) for n, o in outputs.items()
+                                    if n != chosen}
+    del q, k, v, outputs, reference
+    torch.cuda.empty_cache()
+    return {**result, "attention_kernel": chosen}
+
+
+def _attention_shape(transformer) -> tuple[int, int]:
+    """(heads, head dim) of the DiT's self-attention (Wan: 24 x 128 at full size)."""
+    config = getattr(transformer, "config", None)
+    arch = getattr(config, "arch_config", config)
+    heads = getattr(arch, "num_attention_heads", None) or getattr(config, "num_attention_heads", None)
+    dim = getattr(arch, "attention_head_dim", None) or getattr(config, "attention_head_dim", None)
+    if not heads or not dim:
+        hidden = getattr(arch, "hidden_size", None) or 3072
+        heads = heads or 24
+        dim = dim or hidden // heads
+    return int(heads), int(dim)
+
+
+def limit_denoising_steps(wrapper, count: int | None) -> dict:
+    """Run only the first `count` steps of the DMD schedule (None: all of them again). For the warm-up: every step
+    calls the DiT with the same shapes, so one step compiles and loads all the graphs three would."""
+    config = wrapper.worker.fastvideo_args.pipeline_config
+    if not hasattr(config, "serve_full_dmd_steps"):
+        config.serve_full_dmd_steps = list(config.dmd_denoising_steps)
+    full = config.serve_full_dmd_steps
+    config.dmd_denoising_steps = list(full) if count is None else list(full[:count])
+    return {"dmd_denoising_steps": config.dmd_denoising_steps}
 
 
 def compile_transformer(wrapper, mode: str | None = None) -> dict:

@@ -1,24 +1,15 @@
-"""Every setting, in sections: each layer takes the section it needs (`settings.storage`, `settings.limits`, ...).
-
-Users see one flat set of names: the `args:` block of `configs/serve.yaml` and environment variables
-`FASTWAN_<NAME>`; the environment wins, so one image with one serve.yaml is configured per deploy (Salad,
-Vast.ai) without editing files. `Settings` is the union of the sections below; `resolve()` turns "auto"
-values into concrete ones once, in `build_app`, where the cluster's GPUs are known, and replicas receive
-the resolved copy.
-"""
+"""The sections of the settings: each layer takes the one it needs (`settings.storage`, `settings.limits`, ...)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serve_app.models.layout import HF_MODEL_ID
 
 TINY_MODEL = "tiny"
-Section = TypeVar("Section", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -38,10 +29,16 @@ class ModelSettings(_Section):
     model_links_dir: Path = Field(Path("models/links"),
                                   description="where a model folder gets the name FastVideo needs (a symlink)")
     cpu_threads: int | None = Field(None, ge=1, description="torch threads on CPU (default: all cores)")
+    generator_resources: dict[str, float] = Field(
+        default_factory=dict, description="custom Ray resources a generator replica needs, e.g. {\"gpu_node\": 1} "
+                                          "to keep replicas on nodes started with that resource (docs/scaling.md)")
     selfcheck: bool = Field(True, description="run one small generation at start-up before reporting ready")
     warmup: bool = Field(
         True, description="after the self-check, make one text- and one image-to-video of the default size, so "
                           "torch.compile and cuDNN tuning are done before the first request (FastVideo backend)")
+    ready_after_warmup: bool = Field(
+        True, description="/ready turns 200 only once a replica has warmed up (serves at full speed); false: as "
+                          "soon as it passed its self-check (the first requests then wait for the warm-up)")
 
     @property
     def uses_tiny_model(self) -> bool:
@@ -55,6 +52,10 @@ class FastVideoSettings(_Section):
         "ray", description="FastVideo executor: ray needs no shared-memory IPC (containers without --ipc=host)")
     attention_backend: str = Field(
         "auto", description="FASTVIDEO_ATTENTION_BACKEND (TORCH_SDPA, FLASH_ATTN, ...); auto: FastVideo's choice")
+    attention_kernel: Literal["auto", "cudnn", "flash", "efficient", "torch-default"] = Field(
+        "auto", description="torch SDPA kernel tried first (with TORCH_SDPA): auto times cuDNN, flash and efficient "
+                            "at the DiT's own attention shape on this card at start and puts the fastest that runs "
+                            "first; a named one is put first if it runs here (else auto, and the log says why)")
     memory_profile: Literal["auto", "speed", "fit-32gb"] = Field(
         "auto", description="speed: every model on the GPU; fit-32gb: the text encoder waits in CPU memory "
                             "(RTX 5090). auto: fit-32gb on cards of 40 GB or less, else speed")
@@ -69,6 +70,10 @@ class FastVideoSettings(_Section):
     vae_precision: Literal["fp32", "bf16"] = Field("bf16", description="VAE weights and decode precision")
     torch_compile: bool = Field(
         True, description="torch.compile the DiT blocks (faster videos; each new video shape compiles once)")
+    compile_cache_dir: Path = Field(
+        Path("models/compile-cache"), description="where torch.compile keeps what it compiled (Inductor and Triton "
+                                                  "caches): on a volume, a restart reaches full speed without "
+                                                  "compiling again")
     cudnn_benchmark: bool = Field(True, description="cuDNN picks the fastest conv algorithm per shape (VAE)")
     vae_channels_last: bool = Field(True, description="VAE 3-D convs in channels-last (NDHWC) layout")
     vae_fused_kernels: bool = Field(
@@ -105,6 +110,12 @@ class LimitsSettings(_Section):
     max_num_frames: int = Field(241, description="largest accepted frame count (4k+1)")
     max_steps: int = Field(100, description="largest accepted num_inference_steps")
     max_prompt_chars: int = Field(4000, description="longest accepted prompt / negative prompt")
+    max_pixel_frames: int | None = Field(
+        None, ge=1, description="largest width x height x frames one video may have (what must fit in the "
+                                "replica's memory); None: from the device's memory (docs/reliability.md)")
+    job_timeout_s: float | None = Field(
+        None, gt=0, description="a job still generating after this long fails with `timeout` and its replica is "
+                                "freed; None: 600 on a GPU, 1800 on CPU")
     image_max_bytes: int = Field(20 * 1024 * 1024, description="upload / download size cap")
     image_max_pixels: int = Field(40_000_000, description="decoded width x height cap")
     image_fetch_timeout_s: float = Field(15.0, description="time limit for downloading an image URL")
@@ -130,6 +141,18 @@ class StorageSettings(_Section):
     storage_url: str = Field("file://./data", description="file://DIR or s3://bucket/prefix")
     s3_endpoint_url: str | None = Field(None, description="R2, B2, MinIO: the S3 API endpoint")
     s3_region: str | None = Field(None, description="S3 region (None: the AWS default chain)")
+    s3_access_key_id: SecretStr | None = Field(None, description="S3 key id (None: the AWS default chain, e.g. "
+                                                                 "AWS_ACCESS_KEY_ID)")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key (None: the AWS default chain)")
+    public_video_base_url: str | None = Field(
+        None, description="a permanent public URL of the bucket (B2 `https://f005.backblazeb2.com/file/BUCKET`, an R2 "
+                          "public bucket, a CDN): video links become BASE/OBJECT_NAME instead of presigned URLs")
+    legacy_object_names: bool = Field(
+        False, description="store /generate videos as `{prefix}/{musetalk_job_id}.mp4`, the old worker's names "
+                           "(on by default when B2_BUCKET_NAME is set)")
+    storage_single_writer: bool = Field(
+        False, description="this storage ignores conditional writes (a start-up probe finds out) and only this one "
+                           "ingress replica writes to it: make its create-if-absent atomic in-process instead")
     s3_timeout_s: float = Field(10.0, gt=0, description="S3 connect/read timeout per attempt")
     presign_expiry_s: int = Field(3600, ge=60, le=7 * 24 * 3600, description="lifetime of presigned video URLs")
     content_redirect: bool = Field(True, description="content endpoint redirects to a presigned URL (s3)")
@@ -175,10 +198,25 @@ class LegacySettings(_Section):
     buffer_worker_id: str | None = Field(
         None, validation_alias=AliasChoices("buffer_worker_id", "BUFFER_WORKER_ID"),
         description="buffer mode: this worker's id (default: SALAD_MACHINE_ID, else the host name)")
-    gpu_class: str | None = Field(None, validation_alias=AliasChoices("gpu_class", "GPU_CLASS"),
-                                  description="buffer mode: reported in heartbeats")
+    gpu_class: str = Field("Unknown GPU", validation_alias=AliasChoices("gpu_class", "GPU_CLASS"),
+                           description="buffer mode: reported in heartbeats")
     buffer_capacity: int = Field(1, ge=1, le=64, description="buffer mode: jobs claimed at once")
     buffer_heartbeat_s: float = Field(5.0, gt=0, description="buffer mode: heartbeat period")
+    b2_key_id: str | None = Field(None, validation_alias=AliasChoices("b2_key_id", "B2_KEY_ID"),
+                                  description="the old worker's Backblaze B2 storage: application key id")
+    b2_app_key: SecretStr | None = Field(None, validation_alias=AliasChoices("b2_app_key", "B2_APP_KEY"),
+                                         description="B2 application key")
+    b2_bucket_name: str | None = Field(None, validation_alias=AliasChoices("b2_bucket_name", "B2_BUCKET_NAME"),
+                                       description="B2 bucket: set with the two above, videos go to B2 under the old "
+                                                   "names and links (docs/migration.md)")
+    b2_prefix: str = Field("avatar/outputs", validation_alias=AliasChoices("b2_prefix", "B2_PREFIX"),
+                           description="folder of the videos in the B2 bucket")
+    b2_s3_endpoint: str | None = Field(None, validation_alias=AliasChoices("b2_s3_endpoint", "B2_S3_ENDPOINT"),
+                                       description="B2's S3 endpoint (None: asked from B2 with the key at start)")
+    b2_download_url: str | None = Field(None, validation_alias=AliasChoices("b2_download_url", "B2_DOWNLOAD_URL"),
+                                        description="B2's download host, e.g. https://f005.backblazeb2.com (None: "
+                                                    "asked from B2 at start)")
+    b2_api_url: str = Field("https://api.backblazeb2.com", description="B2's native API, for that question")
 
 
 class BatchingSettings(_Section):
@@ -191,88 +229,3 @@ class BatchingSettings(_Section):
 SECTIONS: tuple[type[_Section], ...] = (ModelSettings, FastVideoSettings, GenerationSettings, LimitsSettings,
                                         HttpSettings, StorageSettings, ReliabilitySettings, LegacySettings,
                                         BatchingSettings)
-
-
-class Settings(BaseSettings, *reversed(SECTIONS)):
-    """All sections in one flat model: what serve.yaml `args:` and `FASTWAN_*` variables set."""
-
-    model_config = SettingsConfigDict(env_prefix="FASTWAN_", extra="forbid", validate_default=True,
-                                      protected_namespaces=())
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings, dotenv_settings, file_secret_settings)
-
-    def section(self, kind: type[Section]) -> Section:
-        return kind.model_construct(**{name: getattr(self, name) for name in kind.model_fields})
-
-    # one property per section, so a layer reads `settings.storage.storage_url`
-    models = property(lambda self: self.section(ModelSettings))
-    fastvideo = property(lambda self: self.section(FastVideoSettings))
-    generation = property(lambda self: self.section(GenerationSettings))
-    limits = property(lambda self: self.section(LimitsSettings))
-    http = property(lambda self: self.section(HttpSettings))
-    storage = property(lambda self: self.section(StorageSettings))
-    reliability = property(lambda self: self.section(ReliabilitySettings))
-    legacy = property(lambda self: self.section(LegacySettings))
-    batching = property(lambda self: self.section(BatchingSettings))
-
-    @property
-    def uses_tiny_model(self) -> bool:
-        return self.model == TINY_MODEL
-
-    @classmethod
-    def markdown_table(cls) -> str:
-        """The settings reference in docs/settings.md is this table, one block per section."""
-        blocks = []
-        for section in SECTIONS:
-            rows = [f"### {section.__name__.removesuffix('Settings')}: {section.__doc__.strip()}", "",
-                    "| setting (serve.yaml `args:`) | environment variable | default | meaning |", "|---|---|---|---|"]
-            for name, field in section.model_fields.items():
-                default = field.default_factory() if field.default_factory else field.default
-                default = [] if name == "api_keys" else default
-                env = ([a for a in field.validation_alias.choices if a.isupper()] if field.validation_alias
-                       else [f"FASTWAN_{name.upper()}"])
-                env_cell = " or ".join(f"`{e}`" for e in env)
-                rows.append(f"| `{name}` | {env_cell} | `{default}` | {field.description or ''} |")
-            blocks.append("\n".join(rows))
-        return "\n\n".join(blocks)
-
-    def resolve(self, gpus: float) -> "Settings":
-        """Return a copy with every 'auto' and None default made concrete for a node with `gpus` GPUs."""
-        update: dict = {}
-        on_gpu = gpus >= 1 if self.device == "auto" else self.device == "cuda"
-        update["device"] = "cuda" if on_gpu else "cpu"
-        if self.backend == "auto":
-            update["backend"] = "fastvideo" if on_gpu and _fastvideo_installed() else "diffusers"
-        model = self.model
-        if model == "auto":
-            model = HF_MODEL_ID if on_gpu else TINY_MODEL
-            update["model"] = model
-        small = model == TINY_MODEL
-        for name, tiny_value, real_value in (
-            ("default_width", 256, 1280),
-            ("default_height", 256, 704),
-            ("default_num_frames", 17, 121),
-            ("default_steps", 3, 3),
-        ):
-            if getattr(self, name) is None:
-                update[name] = tiny_value if small else real_value
-        return self.model_copy(update=update)
-
-
-def _fastvideo_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("fastvideo") is not None
-
-
-if __name__ == "__main__":
-    print(Settings.markdown_table())
