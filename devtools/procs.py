@@ -59,3 +59,14 @@ def kill_session(session_id: int) -> int:
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed += 1
     return killed
+
+
+def stop_service(proc, ray_tmp: str | None = None, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
+    """Ask a service started in its own session to stop (`sig`), give it `timeout_s`, then kill whatever of its
+    session (and of its Ray temp dir) is left."""
+    proc.send_signal(sig)
+    with contextlib.suppress(Exception):
+        proc.wait(timeout_s)
+    kill_session(proc.pid)
+    if ray_tmp:
+        kill_processes_mentioning(ray_tmp)

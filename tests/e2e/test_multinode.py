@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.procs import free_port, kill_processes_mentioning, kill_session, wait_http
+from devtools.procs import free_port, kill_processes_mentioning, kill_session, stop_service, wait_http
 from tests.support.config import config_on_free_port
 
 pytestmark = pytest.mark.e2e
@@ -103,12 +103,7 @@ def test_replicas_on_worker_nodes_and_a_node_lost_mid_job(tiny_model_root, tmp_p
         record = json.loads((tmp_path / "data" / "jobs" / f"{long['id']}.json").read_text())
     finally:
         if service is not None:
-            service.send_signal(signal.SIGINT)
-            try:
-                service.wait(60)
-            except subprocess.TimeoutExpired:
-                pass
-            kill_session(service.pid)
+            stop_service(service, sig=signal.SIGINT)
         for node in [*workers.values(), head]:
             node.kill()
         kill_processes_mentioning(ray_tmp)

@@ -4,7 +4,6 @@ when), not from wall-clock thresholds; with configs/serve-autoscale.yaml a queue
 
 import concurrent.futures as cf
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from devtools.procs import free_port, kill_processes_mentioning, kill_session, wait_http
+from devtools.procs import free_port, stop_service, wait_http
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,16 +33,6 @@ def serve(config_name: str, work: Path, tiny_model_root, edit) -> tuple[subproce
     proc = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")], cwd=work, env=env,
                             stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}", ray_tmp
-
-
-def stop(proc, ray_tmp):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        pass
-    kill_session(proc.pid)
-    kill_processes_mentioning(ray_tmp)
 
 
 def run_jobs(base: str, n: int, job: dict = JOB) -> list[dict]:
@@ -80,7 +69,7 @@ def test_two_generator_replicas_generate_at_once(tiny_model_root, tmp_path):
         jobs = run_jobs(base, 6)
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
     finally:
-        stop(proc, ray_tmp)
+        stop_service(proc, ray_tmp)
     assert all(j["status"] == "completed" for j in jobs), jobs
     assert len({j["metrics"]["replica"] for j in jobs}) == 2
     assert overlapping_pairs(jobs), [(j["metrics"]["replica"], j["metrics"]["generation_started_at"],
@@ -104,6 +93,6 @@ def test_a_queue_scales_the_generator_out(tiny_model_root, tmp_path):
         jobs = run_jobs(base, 10, {"size": "256x256", "num_frames": 17, "num_inference_steps": 6})
         replicas = httpx.get(f"{base}/ready", timeout=10).json()["generators"]["replicas"]
     finally:
-        stop(proc, ray_tmp)
+        stop_service(proc, ray_tmp)
     assert all(j["status"] == "completed" for j in jobs), jobs
     assert replicas == 2 and len({j["metrics"]["replica"] for j in jobs}) == 2

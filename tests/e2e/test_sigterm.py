@@ -6,13 +6,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import httpx
 import pytest
 
 from devtools.procs import kill_processes_mentioning, wait_http
 from tests.support.config import config_on_free_port
+from tests.support.polling import wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -30,10 +30,7 @@ def test_sigterm_drains_running_jobs(tiny_model_root, tmp_path):
         wait_http(f"{base}/ready", timeout_s=240)
         job = httpx.post(f"{base}/v1/videos", timeout=30, json={
             "prompt": "a long one", "size": "256x256", "num_frames": 17, "num_inference_steps": 12}).json()
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base}/v1/videos/{job['id']}", timeout=10).json()["status"] != "in_progress":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for_status(base, job["id"], "in_progress", every_s=0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(120) is not None
     finally:

@@ -17,6 +17,7 @@ from devtools.procs import kill_processes_mentioning, kill_session, wait_http
 from serve_app.media.video import probe_mp4
 from tests.conftest import BUCKET
 from tests.support.config import config_on_free_port
+from tests.support.polling import wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -73,10 +74,7 @@ def test_two_services_on_one_storage(tiny_model_root, s3_server, tmp_path):
         # A dies with a job on its generator; B adopts it
         orphan = httpx.post(f"{a.base}/v1/videos", timeout=30, json={
             "prompt": "orphaned", "size": "256x256", "num_frames": 17, "num_inference_steps": 30}).json()
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{a.base}/v1/videos/{orphan['id']}", timeout=10).json()["status"] != "in_progress":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_for_status(a.base, orphan["id"], "in_progress")
         a.kill()
         deadline = time.monotonic() + 240
         while (job := httpx.get(f"{b.base}/v1/videos/{orphan['id']}", timeout=10).json())["status"] not in (
