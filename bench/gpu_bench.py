@@ -10,6 +10,11 @@ Modes (each runs in its own process, so each starts with a clean GPU; results go
   service     `serve run configs/serve.yaml` (in scripts/box.sh): cold start, then HTTP submit -> MP4 stored
   bare-load   bare-same's start only: process start -> generator loaded (the cold-start baseline)
   cold        service's start only: launch -> /ready 200, with the generator's own load and self-check times
+  before      service as before issue 17's lossless changes (torch's attention order, VAE not compiled): the baseline
+              that `compare` holds the quality profile's frames against
+  fp8         service in the fast profile without a light decoder: FP8 DiT linears, the Wan VAE
+  fast        service in the fast profile: FP8 DiT linears and the light decoder (--light-decoder, random weights)
+  compare     seed-1 frames of service-2 / before / fp8 / fast against service's: PSNR, max and mean difference
   report      merge the JSON files into a markdown table and a stage plot (PNG)
 A mode given twice runs twice (results <mode>.json, <mode>-2.json, ...): `bare-load cold bare-load cold`.
 
@@ -69,7 +74,7 @@ def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
 
         gen.executor.collective_rpc(fw.set_vae_precision, kwargs={"precision": "bf16"})
         gen.executor.collective_rpc(fw.set_cudnn_benchmark, kwargs={"enabled": True})
-        gen.executor.collective_rpc(fw.speed_up_vae)
+        gen.executor.collective_rpc(fw.speed_up_vae, kwargs={"compiled": args.compile})
         from serve_app.backends.fastvideo.request import attention_tokens
 
         gen.executor.collective_rpc(fw.choose_attention_kernel, kwargs={"preference": args.attention,
@@ -163,9 +168,10 @@ def run_load(args, omp_threads: str | None) -> dict:
     return out
 
 
-def run_service(args, cold_only: bool = False, replicas: int = 1) -> dict:
+def run_service(args, cold_only: bool = False, replicas: int = 1, overrides: dict | None = None) -> dict:
     """`serve run` the shipped config with the full-size model; HTTP submit -> completed (MP4 stored).
-    With --burst N: N jobs sent at once once every replica has warmed up (throughput over `replicas` GPUs)."""
+    With --burst N: N jobs sent at once once every replica has warmed up (throughput over `replicas` GPUs).
+    `overrides`: serve.yaml args of this configuration (its speed profile, attention kernel)."""
     import signal
     import tempfile
 
@@ -177,6 +183,7 @@ def run_service(args, cold_only: bool = False, replicas: int = 1) -> dict:
     app = config["applications"][0]
     app["args"].update(model=args.model_dir, storage_url=f"file://{work}/data", torch_compile=args.compile,
                        vae_channels_last=args.channels_last)
+    app["args"].update(overrides or {})
     if args.compile_cache:  # shared by the runs of one bench: the first fills it, the next ones start from it
         app["args"]["compile_cache_dir"] = args.compile_cache
     if replicas != 1:
@@ -237,6 +244,8 @@ def run_service(args, cold_only: bool = False, replicas: int = 1) -> dict:
                 assert (work / "data" / "videos" / f"{job['id']}.mp4").stat().st_size > 0
                 if seed == 0:  # the cold-start figure: launch -> the first video stored
                     out["launch_to_first_video_s"] = round(time.perf_counter() - t0, 1)
+                if seed == 1:  # kept for `compare`: the same seed in every configuration
+                    out["sample_mp4"] = str(work / "data" / "videos" / f"{job['id']}.mp4")
                 runs.append({"seconds": round(seconds, 3), "metrics": job["metrics"]})
             # image-to-video: the same request with a reference image (costs one VAE encode)
             import base64
@@ -301,6 +310,31 @@ def burst(base: str, work: Path, jobs: int, replicas: int, launched: float) -> d
                         for r in results]}
 
 
+def compare_frames(out_dir: Path) -> dict:
+    """Each configuration's seed-1 video against the quality profile's (`service`), frame by frame (decoded MP4s,
+    so both carry the same H.264 loss): PSNR and the largest and mean differences in 0-255 levels."""
+    import numpy as np
+
+    from serve_app.media.video import probe_mp4
+
+    def frames(name: str):
+        path = out_dir / f"{name}.json"
+        sample = json.loads(path.read_text()).get("sample_mp4") if path.exists() else None
+        return probe_mp4(Path(sample).read_bytes())[1].astype(np.float32) if sample else None
+
+    reference, result = frames("service"), {}
+    for name in ("service-2", "before", "fp8", "fast"):
+        other = frames(name) if reference is not None else None
+        if other is None or other.shape != reference.shape:
+            continue
+        error = np.abs(other - reference)
+        mse = float((error ** 2).mean())
+        result[name] = {"psnr_db": round(10 * np.log10(255 ** 2 / mse), 2) if mse else "identical",
+                        "max_diff": float(error.max()), "mean_diff": round(float(error.mean()), 3),
+                        "frames": int(reference.shape[0])}
+    return result
+
+
 def summary(result: dict) -> str:
     """One line per configuration: median seconds, and the median run's stages and memory."""
     keys = ("replicas", "jobs", "burst_wall_s", "videos_per_min", "generation_sec_median", "by_replica",
@@ -351,6 +385,15 @@ def report(out_dir: Path) -> str:
         rows.append(f"| 32 GB cap / no cap | {median_s(load['cap32']) / median_s(load['uncapped']):.3f}x | | |")
     if "service" in load:
         add("**service end to end** (HTTP submit -> MP4 stored)", load["service"])
+    for mode, name in (("service-2", "service again (restart with the compile cache)"),
+                       ("before", "service as before issue 17 (torch's attention order, VAE blocks not compiled)"), ("fp8", "service, fast profile without a light "
+                       "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)")):
+        stem = json.loads(p.read_text()) if (p := out_dir / f"{mode}.json").exists() else None
+        if stem and stem.get("runs"):
+            add(name, stem)
+    if "compare" in load:
+        rows += ["", "| seed-1 frames against `service` | PSNR dB | max diff | mean diff (0-255) |", "|---|---|---|---|"]
+        rows += [f"| {n} | {c['psnr_db']} | {c['max_diff']} | {c['mean_diff']} |" for n, c in load["compare"].items()]
     if "scale1" in load and "scale2" in load:
         one, two = load["scale1"], load["scale2"]
         rows += ["", "| generator replicas (one GPU each) | 8 jobs at once: wall s | videos / min | generation s per "
@@ -408,8 +451,13 @@ def plot_stages(load: dict, path: Path) -> None:
         bars.append(("bare FastVideo\n(baseline)", load["bare"]))
     if "bare-same" in load:
         bars.append(("bare FastVideo\nour settings", load["bare-same"]))
+    if "before" in load:
+        bars.append(("service before\nissue 17", load["before"]))
     if "service" in load:
         bars.append(("service\nend to end", load["service"]))
+    for mode, label in (("fp8", "fast profile,\nFP8 DiT only"), ("fast", "fast profile,\n+ light decoder")):
+        if mode in load:
+            bars.append((label, load[mode]))
     if "cap32" in load:
         bars.append(("service backend\n32 GB cap", load["cap32"]))
     if not bars:
@@ -437,7 +485,11 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "uncapped": lambda a: run_cap32(a, capped=False),
          "bare-load": lambda a: run_bare(a, True, load_only=True), "cold": lambda a: run_service(a, cold_only=True),
          "scale1": lambda a: run_service(a, replicas=1), "scale2": lambda a: run_service(a, replicas=2),
-         "load": lambda a: run_load(a, None), "load-omp": lambda a: run_load(a, str(os.cpu_count()))}
+         "load": lambda a: run_load(a, None), "load-omp": lambda a: run_load(a, str(os.cpu_count())),
+         "before": lambda a: run_service(a, overrides={"attention_kernel": "torch-default", "vae_compile": False}),
+         "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
+         "fast": lambda a: run_service(a, overrides={"speed_profile": "fast", "light_decoder_path": a.light_decoder}),
+         "compare": lambda a: compare_frames(Path(a.out))}
 
 
 def main() -> None:
@@ -453,6 +505,7 @@ def main() -> None:
     parser.add_argument("--attention", default="auto", help="bare-same: SDPA kernel order (auto, torch-default, ...)")
     parser.add_argument("--burst", type=int, default=0, help="scale1/scale2: jobs sent at once after the warm-up")
     parser.add_argument("--compile-cache", help="service: torch.compile cache folder (kept between the runs)")
+    parser.add_argument("--light-decoder", default="/tmp/light-decoder.pth", help="fast: the light decoder file")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -472,7 +525,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, mode, "--one", "--name", name, "--model-dir", args.model_dir,
                "--out", str(out), "--n", str(args.n)] + (["--compile"] if args.compile else []) \
             + (["--channels-last"] if args.channels_last else []) + (["--after-warmup"] if args.after_warmup else []) \
-            + ["--i2v", str(args.i2v), "--attention", args.attention, "--burst", str(args.burst)] + (["--compile-cache", args.compile_cache] if args.compile_cache else [])
+            + ["--i2v", str(args.i2v), "--attention", args.attention, "--burst", str(args.burst)] + (["--compile-cache", args.compile_cache] if args.compile_cache else []) \
+            + ["--light-decoder", args.light_decoder]
         with open(out / f"{name}.log", "wb") as log:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
         print(f"== {name}: rc={rc} in {time.perf_counter() - t:.0f} s", flush=True)

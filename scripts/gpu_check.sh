@@ -4,7 +4,7 @@
 #   bash scripts/gpu_check.sh "tiny full" "variants cap32" "--n 2"   # + full-size model: bench/gpu_bench.py modes
 #   bash scripts/gpu_check.sh vae                # the full-size VAE decode variants alone (bench/vae_decode.py)
 #   bash scripts/gpu_check.sh startup            # Ray and Serve's own start (bench/ray_start.py)
-# First argument: sections (startup, tiny, vae, full); for full, the bench modes and extra bench arguments.
+# First argument: sections (startup, tiny, vae, encode, full); for full, the bench modes and extra bench arguments.
 # Knobs: SKIP_TESTS, SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, *_TIMEOUT.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
@@ -57,8 +57,12 @@ if [[ " $SECTIONS " == *" vae "* ]]; then
   step vae_decode "${VAE_TIMEOUT:-400}" python3 bench/vae_decode.py --n "${VAE_N:-2}" --profile --out "$OUT" \
     --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"
 fi
+if [[ " $SECTIONS " == *" encode "* ]]; then  # the MP4 encode alone, by content and preset (the fast profile's tail)
+  step mp4_encode "${ENCODE_TIMEOUT:-200}" python3 bench/mp4_encode.py --out "$OUT"
+fi
 if [[ " $SECTIONS " == *" full "* ]]; then
   step full_model 300 python3 -m serve_app.models.full --out /tmp/full
+  step light_decoder 60 python3 -m serve_app.models.light_decoder --out /tmp/light-decoder.pth
   step bench "${FULL_TIMEOUT:-560}" python3 bench/gpu_bench.py --model-dir /tmp/full/FastWan2.2-TI2V-5B-Diffusers --out "$OUT" \
     ${3:-} ${2:-bare variants cap32}
   python3 bench/gpu_bench.py --out "$OUT" report

@@ -68,6 +68,12 @@ class FastVideoSettings(_Section):
     text_encoder_precision: Literal["fp32", "bf16"] = Field(
         "bf16", description="UMT5 text encoder precision (bf16: half the memory, what Wan itself uses)")
     vae_precision: Literal["fp32", "bf16"] = Field("bf16", description="VAE weights and decode precision")
+    speed_profile: Literal["quality", "fast"] = Field(
+        "quality", description="fast (lossy): FP8 linears in the DiT and, with light_decoder_path, a light "
+                               "decoder instead of the Wan VAE (docs/speed.md); quality: full precision")
+    light_decoder_path: Path | None = Field(
+        None, description="the fast profile's decoder: a Wan 2.2 light decoder checkpoint you supply (TAEHV's "
+                          "taew2_2 layout); without it the fast profile decodes with the Wan VAE")
     torch_compile: bool = Field(
         True, description="torch.compile the DiT blocks (faster videos; each new video shape compiles once)")
     compile_cache_dir: Path = Field(
@@ -79,6 +85,9 @@ class FastVideoSettings(_Section):
     vae_fused_kernels: bool = Field(
         True, description="Wan VAE: norm + SiLU in one compiled kernel, bf16 upsampling, padding inside the convs "
                           "(same output)")
+    vae_compile: bool = Field(
+        True, description="with torch_compile: also compile the Wan VAE decoder's residual blocks (a faster "
+                          "decode, same output within bf16 rounding; compiled at the warm-up, kept in the cache)")
     encode_in_worker: bool = Field(
         True, description="FastVideo with the Ray executor: encode the MP4 in the GPU worker while the VAE decodes "
                           "(overlapped) and send only the MP4 back")

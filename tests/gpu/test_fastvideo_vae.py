@@ -55,3 +55,22 @@ def test_bf16_autocast_decode_matches_within_bf16_rounding(vaes):
     assert got.dtype == want.dtype
     assert (got - want).abs().max().item() <= 2 ** -5  # a few bf16 ulps of a value in [-1, 1]
     assert (got - want).abs().mean().item() <= 1e-3
+
+
+def test_compiled_decoder_blocks_match_and_compile_once_per_chunk_kind(vaes):
+    """The last two up-stages' residual blocks compiled: the fp32 decode is unchanged, and after three latent frames
+    (the warm-up's) a longer decode compiles nothing new."""
+    import torch
+
+    from serve_app.backends.fastvideo.vae import compile_decoder_blocks
+
+    _, fast, _ = vaes
+    compiled = copy.deepcopy(fast)
+    assert compile_decoder_blocks(compiled)["vae_compiled_blocks"] == 4  # 2 stages x (num_res_blocks + 1)
+    z = torch.randn(1, 48, 6, 8, 12, device="cuda")
+    with torch.no_grad():
+        compiled.decode(z[:, :, :3])  # the warm-up
+        before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        got = compiled.decode(z)
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == before
+        torch.testing.assert_close(got, fast.decode(z), rtol=1e-4, atol=1e-4)

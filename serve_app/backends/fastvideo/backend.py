@@ -19,6 +19,7 @@ from pathlib import Path
 
 from serve_app.backends.base import Backend, ProgressCallback
 from serve_app.backends.fastvideo.compat import check_fastvideo_version
+from serve_app.backends.fastvideo.fast_profile import apply_speed_profile
 from serve_app.backends.fastvideo.memory import memory_profile
 from serve_app.backends.fastvideo.paths import EXPECTED_CONFIG, fastvideo_model_path
 from serve_app.backends.fastvideo.request import attention_tokens, forward_batch
@@ -56,7 +57,7 @@ class FastVideoBackend(Backend):
         self.worker = None  # worker_ops.WorkerInfo once loaded
         self.options: dict = {}
         self.cache: dict = {}
-        self.attention: dict = {}
+        self.attention, self.profile = {}, {}  # what the worker chose: attention kernel, speed profile
         self.prestarted = None
         self._busy = threading.Lock()
         self._broken: str | None = None
@@ -99,9 +100,9 @@ class FastVideoBackend(Backend):
             fastvideo=version, memory_profile=profile, text_encoder_cpu_offload=te_offload,
             text_encoder_precisions=list(self.generator.fastvideo_args.pipeline_config.text_encoder_precisions),
             vae_precision=cfg.vae_precision, torch_compile=cfg.torch_compile, cudnn_benchmark=cfg.cudnn_benchmark,
-            vae_channels_last=cfg.vae_channels_last, vae_fused_kernels=bool(vae_kernels),
+            vae_channels_last=cfg.vae_channels_last, vae_fused_kernels=cfg.vae_fused_kernels, **vae_kernels,
             encode_in_worker=self.encodes_in_worker, gpu_memory_limit_gb=cfg.gpu_memory_limit_gb,
-            prestarted_worker=self._prestart_state(), **self.cache, **self.attention,
+            prestarted_worker=self._prestart_state(), **self.cache, **self.attention, **self.profile,
         )
 
     def environment(self) -> dict[str, str]:
@@ -112,7 +113,7 @@ class FastVideoBackend(Backend):
         return env
 
     def _configure_worker(self) -> dict:
-        """The model settings, applied in the GPU worker; returns what the fused VAE kernels changed."""
+        """The model settings, applied in the GPU worker; returns what the VAE's kernels and compile changed."""
         ops, cfg = _ops(), self.fastvideo
         self.run_in_worker(ops.set_vae_precision, precision=cfg.vae_precision)
         self.run_in_worker(ops.install_stages)
@@ -120,16 +121,17 @@ class FastVideoBackend(Backend):
             self.run_in_worker(ops.limit_memory, gigabytes=cfg.gpu_memory_limit_gb)
         self.cache = self.run_in_worker(ops.use_compile_cache, directory=str(cfg.compile_cache_dir))
         g = self.generation  # the kernels are timed at the default size's attention shape
-        self.attention = self.run_in_worker(ops.choose_attention_kernel, preference=cfg.attention_kernel,
-                                            tokens=attention_tokens(g.default_width, g.default_height,
-                                                                    g.default_num_frames))
+        tokens = attention_tokens(g.default_width, g.default_height, g.default_num_frames)
+        self.attention = self.run_in_worker(ops.choose_attention_kernel, preference=cfg.attention_kernel, tokens=tokens)
+        self.profile = apply_speed_profile(self.run_in_worker, cfg.speed_profile, cfg.light_decoder_path)
         if cfg.torch_compile:
             self.run_in_worker(ops.compile_transformer)
         if cfg.cudnn_benchmark:
             self.run_in_worker(ops.set_cudnn_benchmark, enabled=True)
         if cfg.vae_channels_last:
             self.run_in_worker(ops.set_vae_channels_last)
-        return self.run_in_worker(ops.speed_up_vae) if cfg.vae_fused_kernels else {}
+        return self.run_in_worker(ops.speed_up_vae, fused=cfg.vae_fused_kernels, compiled=cfg.torch_compile
+                                  and cfg.vae_compile)
 
     def _prestart_state(self) -> str:
         if self.prestarted is not None:
@@ -148,8 +150,8 @@ class FastVideoBackend(Backend):
 
     def warm_up(self) -> dict:
         """The default size's compiled graphs (text- and image-to-video) and the VAE's conv algorithms, without a
-        whole video each: one denoising step of the DiT (each step runs the same graphs), and the VAE decodes
-        only the first two latent frames (whose shapes are the shapes of every later chunk too)."""
+        whole video each: one denoising step of the DiT (each step runs the same graphs), and the VAE decodes the
+        first three latent frames (no, a partial, a full causal cache: the shapes of every later chunk too)."""
         from serve_app.backends.fastvideo.streaming import WARMUP_LATENT_FRAMES
 
         ops, timings = _ops(), {}
@@ -160,7 +162,7 @@ class FastVideoBackend(Backend):
         try:
             for params in params_list:
                 batch = self.forward_batch(params)
-                batch.extra[WARMUP_LATENT_FRAMES] = 2
+                batch.extra[WARMUP_LATENT_FRAMES] = 3
                 start = time.perf_counter()
                 self.forward(batch, ops.Delivery(width=params.width, height=params.height))
                 kind = "image-to-video" if params.image_png else "text-to-video"

@@ -78,10 +78,16 @@ class StreamingEncoder:
 
 
 class StreamingDecodingStage(DecodingStage):
-    """FastVideo's decoding stage, one latent frame at a time into the batch's sink (if it has one)."""
+    """FastVideo's decoding stage, one latent frame at a time into the batch's sink (if it has one).
+
+    With a `light_decoder` (the fast profile, light_decoder.py) that decoder replaces the Wan VAE's."""
+
+    light_decoder = None
 
     @torch.no_grad()
     def forward(self, batch, fastvideo_args):
+        if self.light_decoder is not None:
+            return self._light_decode(batch, fastvideo_args)
         if batch.extra.get(WARMUP_LATENT_FRAMES):
             return self._warm_up(batch, fastvideo_args, batch.extra[WARMUP_LATENT_FRAMES])
         sink = batch.extra.get(VIDEO_SINK)
@@ -99,6 +105,26 @@ class StreamingDecodingStage(DecodingStage):
         sink.decoded_at = time.perf_counter()
         batch.extra["serve_decode_s"] = sink.decoded_at - start
         batch.output = torch.empty((1, 3, 0, 1, 1))  # the frames are in the sink (5-d: FastVideo checks)
+        return batch
+
+    def _light_decode(self, batch, fastvideo_args):
+        """The light decoder, a few latent frames at a time, into the sink (one video) or batch.output. A warm-up
+        decodes every chunk too (each chunk shape tunes its own convs; the whole decode is cheap) and keeps one."""
+        start, sink, warm_up = time.perf_counter(), batch.extra.get(VIDEO_SINK), batch.extra.get(WARMUP_LATENT_FRAMES)
+        latents = self._denormalize_latents(batch.latents, fastvideo_args)
+        streamed = sink is not None and latents.shape[0] == 1 and not warm_up
+        chunks = []
+        for chunk in self.light_decoder.stream(latents):
+            if streamed:
+                sink.put(chunk)
+            elif not (warm_up and chunks):
+                chunks.append(chunk)
+        if not streamed:
+            batch.output = torch.cat(chunks, dim=2).float()
+            return batch
+        sink.decoded_at = time.perf_counter()
+        batch.extra["serve_decode_s"] = sink.decoded_at - start
+        batch.output = torch.empty((1, 3, 0, 1, 1))
         return batch
 
     def _warm_up(self, batch, fastvideo_args, latent_frames: int):

@@ -259,11 +259,13 @@ def set_vae_channels_last(wrapper) -> dict:
     return {"vae_channels_last_convs": converted}
 
 
-def speed_up_vae(wrapper) -> dict:
-    """Switch the worker's Wan VAE to fused kernels, same output (vae.py)."""
-    from serve_app.backends.fastvideo.vae import speed_up_wan_vae
+def speed_up_vae(wrapper, fused: bool = True, compiled: bool = False) -> dict:
+    """The worker's Wan VAE with fused kernels and/or compiled decoder blocks, same output within bf16 (vae.py)."""
+    from serve_app.backends.fastvideo.vae import compile_decoder_blocks, speed_up_wan_vae
 
-    return speed_up_wan_vae(wrapper.worker.pipeline.get_module("vae"))
+    vae = wrapper.worker.pipeline.get_module("vae")
+    done = speed_up_wan_vae(vae) if fused else {}
+    return {**done, **(compile_decoder_blocks(vae) if compiled else {})}
 
 
 def install_stages(wrapper) -> dict:

@@ -1,0 +1,55 @@
+"""The fast profile on a GPU with the tiny model: FP8 DiT linears and a (random-weight) light decoder, streamed."""
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+from serve_app.settings import Settings
+from tests.gpu.test_fastvideo_backend import frames_of, params
+
+
+@pytest.fixture(scope="module")
+def fast_backend(tiny_model_root, tmp_path_factory):
+    import ray
+
+    from serve_app.backends import create_backend
+    from serve_app.models.light_decoder import build
+
+    os.environ.setdefault("FASTVIDEO_ATTENTION_BACKEND", "TORCH_SDPA")
+    light = build(tmp_path_factory.mktemp("light") / "light-decoder.pth")
+    ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="fwf-", dir="/tmp"))
+    settings = Settings(backend="fastvideo", model="tiny", tiny_model_dir=tiny_model_root, device="cuda",
+                        speed_profile="fast", light_decoder_path=light, encode_in_worker=False).resolve(gpus=1)
+    b = create_backend(settings)
+    b.load()
+    yield b
+    b.close()
+    ray.shutdown()
+
+
+def test_the_fast_profile_says_what_it_runs(fast_backend):
+    options = fast_backend.info().details
+    assert options["speed_profile"] == "fast"
+    assert options["dit_fp8"] == "on" and options["fp8_linears"] > 0, options  # sm_89+ (this test's cards)
+    assert options["light_decoder"].endswith("light-decoder.pth") and options["light_decoder_params_m"] > 5
+
+
+def test_the_light_decoder_streams_the_frames_it_decodes(fast_backend, tmp_path):
+    from serve_app.backends.fastvideo.worker_ops import Delivery
+    from serve_app.media.video import encode_mp4, probe_mp4
+
+    frames = frames_of(fast_backend, params(5))
+    assert frames.shape == (17, 128 * 3 // 2, 256)
+    streamed = fast_backend.forward(fast_backend.forward_batch(params(5)),
+                                    Delivery(width=256, height=128, encode=True, fps=16, crf=0))
+    encode_mp4(frames, 16, tmp_path / "frames.mp4", crf=0)
+    probe, got = probe_mp4(streamed.mp4)
+    _, want = probe_mp4((tmp_path / "frames.mp4").read_bytes())
+    assert probe.num_frames == 17 and np.array_equal(got, want)
+
+
+def test_seeds_still_decide_the_video(fast_backend):
+    a, b, c = (frames_of(fast_backend, params(s)) for s in (1, 1, 2))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
