@@ -94,7 +94,8 @@ class LightDecoder(nn.Module):
         for index, layer in enumerate(self.decoder):
             if isinstance(layer, MemBlock):
                 frames = h.reshape(n, -1, *h.shape[1:])
-                last = memory.get(index, torch.zeros_like(frames[:, :1]))
+                last = memory.get(index)
+                last = torch.zeros_like(frames[:, :1]) if last is None else last
                 past = torch.cat([last, frames[:, :-1]], 1).reshape(h.shape)
                 memory[index] = frames[:, -1:]
                 h = layer(h, past)

@@ -31,15 +31,15 @@ class Fp8Linear(nn.Module):
         q, scale = quantize_rows(weight.detach())
         self.register_buffer("weight_fp8", q)  # (out, in); .t() is the column-major operand _scaled_mm wants
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
-        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        # row-wise scaled FP8 matmuls write bf16 only: the bias is kept in that dtype
+        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16))
         self.returns_tuple = returns_tuple
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
 
     def forward(self, x: torch.Tensor):
         rows = x.reshape(-1, self.in_features)
         q, scale = quantize_rows(rows)
-        bias = None if self.bias is None else self.bias.to(torch.bfloat16)  # row-wise scaling writes bf16 only
-        y = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, bias=bias,
+        y = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, bias=self.bias,
                              out_dtype=torch.bfloat16).to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return (y, None) if self.returns_tuple else y
 

@@ -102,6 +102,11 @@ class StreamingDecodingStage(DecodingStage):
         del cache
         if fastvideo_args.vae_cpu_offload:
             self.vae.to("cpu")
+        return self._streamed(batch, sink, start)
+
+    @staticmethod
+    def _streamed(batch, sink, start: float):
+        """The decode went into the sink: note when it ended; the batch's output is an empty 5-d video."""
         sink.decoded_at = time.perf_counter()
         batch.extra["serve_decode_s"] = sink.decoded_at - start
         batch.output = torch.empty((1, 3, 0, 1, 1))  # the frames are in the sink (5-d: FastVideo checks)
@@ -119,12 +124,9 @@ class StreamingDecodingStage(DecodingStage):
                 sink.put(chunk)
             elif not (warm_up and chunks):
                 chunks.append(chunk)
-        if not streamed:
-            batch.output = torch.cat(chunks, dim=2).float()
-            return batch
-        sink.decoded_at = time.perf_counter()
-        batch.extra["serve_decode_s"] = sink.decoded_at - start
-        batch.output = torch.empty((1, 3, 0, 1, 1))
+        if streamed:
+            return self._streamed(batch, sink, start)
+        batch.output = torch.cat(chunks, dim=2).float()
         return batch
 
     def _warm_up(self, batch, fastvideo_args, latent_frames: int):
