@@ -103,9 +103,10 @@ def _fuse(norm: nn.Module, compiled: bool) -> None:
     norm.compiled = compiled
 
 
-def compile_decoder_blocks(vae: nn.Module, last_stages: int = 2) -> dict:
+def compile_decoder_blocks(vae: nn.Module, last_stages: int | None = 2) -> dict:
     """torch.compile the residual blocks of the decoder's last `last_stages` up-blocks, the full- and
-    half-resolution ones, where almost all of the decode's activation traffic is (compiled at the warm-up).
+    half-resolution ones, where almost all of the decode's activation traffic is (compiled at the warm-up);
+    None: every residual block of the decoder (the mid block's too).
 
     Each block instance and chunk kind (no, a partial or a full causal cache) is a graph of its own, traced
     again at every start even with a compile cache: the low-resolution blocks would cost start-up time for
@@ -114,8 +115,8 @@ def compile_decoder_blocks(vae: nn.Module, last_stages: int = 2) -> dict:
     for name, floor in (("recompile_limit", 256), ("cache_size_limit", 256), ("accumulated_recompile_limit", 2048)):
         if hasattr(config, name):
             setattr(config, name, max(getattr(config, name), floor))
-    stages = list(vae.decoder.up_blocks)[-last_stages:]
-    blocks = [m for stage in stages for m in stage.modules() if isinstance(m, wanvae.WanResidualBlock)]
+    parts = [vae.decoder] if last_stages is None else list(vae.decoder.up_blocks)[-last_stages:]
+    blocks = [m for part in parts for m in part.modules() if isinstance(m, wanvae.WanResidualBlock)]
     for block in blocks:
         block.compile(dynamic=False)
     return {"vae_compiled_blocks": len(blocks)}
