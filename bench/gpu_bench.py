@@ -69,11 +69,13 @@ def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
                                          dit_cpu_offload=False, dit_layerwise_offload=False,
                                          text_encoder_cpu_offload=False, vae_cpu_offload=False,
                                          image_encoder_cpu_offload=False, **extra)
-    if same_settings:  # the service's model settings (bf16 VAE, cuDNN autotuning, fused VAE kernels, compile)
+    if same_settings:  # the service's model settings (bf16 VAE, cuDNN's choice, fused VAE kernels, compile)
         from serve_app.backends.fastvideo import worker_ops as fw
+        from serve_app.settings.sections import FastVideoSettings
 
         gen.executor.collective_rpc(fw.set_vae_precision, kwargs={"precision": "bf16"})
-        gen.executor.collective_rpc(fw.set_cudnn_benchmark, kwargs={"enabled": True})
+        gen.executor.collective_rpc(fw.set_cudnn_benchmark,
+                                    kwargs={"enabled": FastVideoSettings().cudnn_benchmark})
         gen.executor.collective_rpc(fw.speed_up_vae, kwargs={"compiled": args.compile})
         from serve_app.backends.fastvideo.request import attention_tokens
 
@@ -487,6 +489,10 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "scale1": lambda a: run_service(a, replicas=1), "scale2": lambda a: run_service(a, replicas=2),
          "load": lambda a: run_load(a, None), "load-omp": lambda a: run_load(a, str(os.cpu_count())),
          "before": lambda a: run_service(a, overrides={"attention_kernel": "torch-default", "vae_compile": False}),
+         "autotune": lambda a: run_service(a, overrides={"cudnn_benchmark": True}),
+         "no-autotune": lambda a: run_service(a, overrides={"cudnn_benchmark": False}),
+         "vae-all": lambda a: run_service(a, overrides={"vae_compile_blocks": "all"}),
+         "vae-upblocks": lambda a: run_service(a, overrides={"vae_compile_blocks": "up-blocks"}),
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
          "fast": lambda a: run_service(a, overrides={"speed_profile": "fast", "light_decoder_path": a.light_decoder}),
          "compare": lambda a: compare_frames(Path(a.out))}

@@ -80,7 +80,9 @@ class FastVideoSettings(_Section):
         Path("models/compile-cache"), description="where torch.compile keeps what it compiled (Inductor and Triton "
                                                   "caches): on a volume, a restart reaches full speed without "
                                                   "compiling again")
-    cudnn_benchmark: bool = Field(True, description="cuDNN picks the fastest conv algorithm per shape (VAE)")
+    cudnn_benchmark: bool = Field(
+        False, description="cuDNN times its conv algorithms per shape (VAE): no faster decode on an H200, "
+                           "seconds more at every start (docs/benchmarks.md, run 28)")
     vae_channels_last: bool = Field(True, description="VAE 3-D convs in channels-last (NDHWC) layout")
     vae_fused_kernels: bool = Field(
         True, description="Wan VAE: norm + SiLU in one compiled kernel, bf16 upsampling, padding inside the convs "
@@ -88,6 +90,10 @@ class FastVideoSettings(_Section):
     vae_compile: bool = Field(
         True, description="with torch_compile: also compile the Wan VAE decoder's residual blocks (a faster "
                           "decode, same output within bf16 rounding; compiled at the warm-up, kept in the cache)")
+    vae_compile_blocks: Literal["high-resolution", "all", "up-blocks"] = Field(
+        "high-resolution", description="which decoder blocks vae_compile compiles: the residual blocks of the full- "
+                                       "and half-resolution stages, all of them, or each up-block whole (more: a "
+                                       "faster decode, a longer warm-up at every start)")
     encode_in_worker: bool = Field(
         True, description="FastVideo with the Ray executor: encode the MP4 in the GPU worker while the VAE decodes "
                           "(overlapped) and send only the MP4 back")

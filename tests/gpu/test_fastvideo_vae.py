@@ -1,6 +1,7 @@
 """The fused-kernel Wan VAE (serve_app.backends.fastvideo.vae) gives FastVideo's own output, on a small random VAE."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 
@@ -57,20 +58,65 @@ def test_bf16_autocast_decode_matches_within_bf16_rounding(vaes):
     assert (got - want).abs().mean().item() <= 1e-3
 
 
-def test_compiled_decoder_blocks_match_and_compile_once_per_chunk_kind(vaes):
-    """The last two up-stages' residual blocks compiled: the fp32 decode is unchanged, and after three latent frames
-    (the warm-up's) a longer decode compiles nothing new."""
+def _fp32_args():
+    config = SimpleNamespace(vae_decode_precision="fp32", vae_precision="fp32", vae_tiling=False)
+    return SimpleNamespace(pipeline_config=config, disable_autocast=False, vae_cpu_offload=False)
+
+
+def _chunked(vae, z, service: bool = True):
+    """The service's chunk loop (streaming.py: the first chunk eager, its one-frame caches zero-padded), or
+    FastVideo's own streaming loop (one latent frame a call, the caches as they come)."""
+    import torch
+
+    from serve_app.backends.fastvideo.streaming import StreamingDecodingStage
+
+    stage, args = StreamingDecodingStage(vae), _fp32_args()
+    with torch.no_grad():
+        if service:
+            return torch.cat(list(stage.decode_chunks(z, args)), dim=2)
+        cache, chunks = None, []
+        for i in range(z.shape[2]):
+            chunk, cache = stage.streaming_decode(z[:, :, i:i + 1], args, cache, is_first_chunk=i == 0)
+            chunks.append(chunk)
+        return torch.cat(chunks, dim=2)
+
+
+def test_the_service_chunk_loop_gives_fastvideos_decode(vaes):
+    """Zero-padding the first chunk's one-frame caches changes no number (FastVideo's stock VAE, fp32): the same
+    as FastVideo's own streaming loop, and both as its whole-video decode within conv-algorithm rounding."""
+    import torch
+    from fastvideo.pipelines.stages.decoding import DecodingStage
+
+    stock, _, _ = vaes
+    z = torch.randn(1, 48, 5, 8, 12, device="cuda")
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        got = _chunked(stock, z)
+        assert torch.equal(got, _chunked(stock, z, service=False))
+        with torch.no_grad():
+            want = DecodingStage(stock).decode(z, _fp32_args())
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_decoder_blocks_match_and_trace_once(vaes):
+    """The last two up-stages' residual blocks compiled: the fp32 decode is unchanged; the service's loop traces
+    at its three-frame warm-up every graph a longer decode needs, fewer than FastVideo's loop does."""
     import torch
 
     from serve_app.backends.fastvideo.vae import compile_decoder_blocks
 
-    _, fast, _ = vaes
-    compiled = copy.deepcopy(fast)
-    assert compile_decoder_blocks(compiled)["vae_compiled_blocks"] == 4  # 2 stages x (num_res_blocks + 1)
+    _, fast, _ = vaes  # its uncompiled blocks run the same shapes here as the compiled copies'
     z = torch.randn(1, 48, 6, 8, 12, device="cuda")
-    with torch.no_grad():
-        compiled.decode(z[:, :, :3])  # the warm-up
-        before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-        got = compiled.decode(z)
-        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == before
-        torch.testing.assert_close(got, fast.decode(z), rtol=1e-4, atol=1e-4)
+    want = _chunked(fast, z)  # also traces the fused norm kernel (not a block) for these shapes
+    _chunked(fast, z, service=False)
+    traced = {}
+    for service in (True, False):
+        compiled = copy.deepcopy(fast)
+        assert compile_decoder_blocks(compiled)["vae_compiled_blocks"] == 4  # 2 stages x (num_res_blocks + 1)
+        start = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        _chunked(compiled, z[:, :, :3], service)  # the warm-up
+        traced[service] = torch._dynamo.utils.counters["stats"]["unique_graphs"] - start
+        got = _chunked(compiled, z, service)
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - start == traced[service]  # nothing new
+        if service:
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert 0 < traced[True] < traced[False]

@@ -131,7 +131,7 @@ class FastVideoBackend(Backend):
         if cfg.vae_channels_last:
             self.run_in_worker(ops.set_vae_channels_last)
         return self.run_in_worker(ops.speed_up_vae, fused=cfg.vae_fused_kernels, compiled=cfg.torch_compile
-                                  and cfg.vae_compile)
+                                  and cfg.vae_compile, blocks=cfg.vae_compile_blocks)
 
     def _prestart_state(self) -> str:
         if self.prestarted is not None:
@@ -150,8 +150,8 @@ class FastVideoBackend(Backend):
 
     def warm_up(self) -> dict:
         """The default size's compiled graphs (text- and image-to-video) and the VAE's conv algorithms, without a
-        whole video each: one denoising step of the DiT (each step runs the same graphs), and the VAE decodes the
-        first three latent frames (no, a partial, a full causal cache: the shapes of every later chunk too)."""
+        whole video each: one denoising step of the DiT (each step runs the same graphs), and the VAE decodes three
+        latent frames once (from the third chunk on every conv and compiled block sees its shapes: streaming.py)."""
         from serve_app.backends.fastvideo.streaming import WARMUP_LATENT_FRAMES
 
         ops, timings = _ops(), {}
@@ -162,7 +162,7 @@ class FastVideoBackend(Backend):
         try:
             for params in params_list:
                 batch = self.forward_batch(params)
-                batch.extra[WARMUP_LATENT_FRAMES] = 3
+                batch.extra[WARMUP_LATENT_FRAMES] = 1 if params.image_png else 3  # the decode: same shapes
                 start = time.perf_counter()
                 self.forward(batch, ops.Delivery(width=params.width, height=params.height))
                 kind = "image-to-video" if params.image_png else "text-to-video"

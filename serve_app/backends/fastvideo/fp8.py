@@ -82,7 +82,7 @@ def fp8_unavailable(device: str) -> str | None:
         layer(x)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-    except (RuntimeError, NotImplementedError, TypeError) as exc:
+    except (RuntimeError, NotImplementedError, TypeError, AssertionError) as exc:  # a CPU-only torch: Assertion
         text = str(exc).strip()
         return text.splitlines()[0][:200] if text else type(exc).__name__
     return None

@@ -5,12 +5,13 @@ each chunk, converted to YUV 4:2:0 uint8 on the GPU and copied to pinned host me
 encoder thread; the encode then overlaps the decode instead of following it, and only the MP4 crosses
 Ray, not the frames. The encoder's C code runs outside
 Python's GIL on its own threads, so the decode loop keeps the GPU fed. Without a sink in
-`batch.extra[VIDEO_SINK]` (or for a batch of several videos) the stock decode runs.
+`batch.extra[VIDEO_SINK]` the same chunks go to `batch.output`; a batch of several videos takes the stock decode.
 Imports fastvideo: import this module only where FastVideo is installed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -23,7 +24,7 @@ from serve_app.media.video import Mp4Writer
 from serve_app.media.yuv import fit_video, rgb_to_i420
 
 VIDEO_SINK = "serve_video_sink"  # batch.extra key: a StreamingEncoder, set inside the worker only
-WARMUP_LATENT_FRAMES = "serve_warmup_latent_frames"  # batch.extra key: decode only this many latent frames
+WARMUP_LATENT_FRAMES = "serve_warmup_latent_frames"  # batch.extra key: decode only this many latent frames (>= 1)
 
 
 class StreamingEncoder:
@@ -78,7 +79,7 @@ class StreamingEncoder:
 
 
 class StreamingDecodingStage(DecodingStage):
-    """FastVideo's decoding stage, one latent frame at a time into the batch's sink (if it has one).
+    """FastVideo's decoding stage, one latent frame at a time into the batch's sink (or into batch.output).
 
     With a `light_decoder` (the fast profile, light_decoder.py) that decoder replaces the Wan VAE's."""
 
@@ -88,21 +89,41 @@ class StreamingDecodingStage(DecodingStage):
     def forward(self, batch, fastvideo_args):
         if self.light_decoder is not None:
             return self._light_decode(batch, fastvideo_args)
-        if batch.extra.get(WARMUP_LATENT_FRAMES):
-            return self._warm_up(batch, fastvideo_args, batch.extra[WARMUP_LATENT_FRAMES])
-        sink = batch.extra.get(VIDEO_SINK)
-        if sink is None or batch.latents.shape[0] != 1:
-            return super().forward(batch, fastvideo_args)
-        start = time.perf_counter()
-        cache = None
-        for i in range(batch.latents.shape[2]):
-            chunk, cache = self.streaming_decode(batch.latents[:, :, i:i + 1], fastvideo_args, cache,
-                                                 is_first_chunk=i == 0)
-            sink.put(chunk)
-        del cache
+        if batch.latents.shape[0] != 1 or getattr(batch, "return_trajectory_decoded", False) \
+                or getattr(fastvideo_args, "output_type", None) == "latent":
+            return super().forward(batch, fastvideo_args)  # several videos, or what only FastVideo's stage does
+        start, sink, warm_up = time.perf_counter(), batch.extra.get(VIDEO_SINK), batch.extra.get(WARMUP_LATENT_FRAMES)
+        latents = batch.latents if warm_up is None else batch.latents[:, :, :max(1, warm_up)]
+        streamed, chunks = sink is not None and warm_up is None, []
+        for chunk in self.decode_chunks(latents, fastvideo_args):
+            if streamed:
+                sink.put(chunk)
+            else:
+                chunks.append(chunk)
         if fastvideo_args.vae_cpu_offload:
             self.vae.to("cpu")
-        return self._streamed(batch, sink, start)
+        if streamed:
+            return self._streamed(batch, sink, start)
+        batch.output = torch.cat(chunks, dim=2)
+        return batch
+
+    def decode_chunks(self, latents, fastvideo_args):
+        """One latent frame a call, FastVideo's causal cache carried from call to call; yields frames in [0, 1].
+
+        From the second chunk on the compiled decoder blocks see the same shapes, so each traces one graph, not
+        three: the first chunk's one-frame causal caches get the zero frame in front that each causal conv would
+        pad anyway (vae.pad_causal_caches: same numbers), and the first chunk itself (one video frame) runs as
+        `_first_chunk` says. The third chunk is the first whose upsampling convs read a cache of their own."""
+        from serve_app.backends.fastvideo.vae import pad_causal_caches
+
+        cache = None
+        for i in range(latents.shape[2]):
+            with _first_chunk() if i == 0 else contextlib.nullcontext():
+                chunk, cache = self.streaming_decode(latents[:, :, i:i + 1], fastvideo_args, cache,
+                                                     is_first_chunk=i == 0)
+            if i == 0:
+                pad_causal_caches(cache)
+            yield chunk
 
     @staticmethod
     def _streamed(batch, sink, start: float):
@@ -129,14 +150,15 @@ class StreamingDecodingStage(DecodingStage):
         batch.output = torch.cat(chunks, dim=2).float()
         return batch
 
-    def _warm_up(self, batch, fastvideo_args, latent_frames: int):
-        """The first `latent_frames` chunks only: every conv shape of the decode, at a fraction of its cost."""
-        cache, chunks = None, []
-        for i in range(min(latent_frames, batch.latents.shape[2])):
-            chunk, cache = self.streaming_decode(batch.latents[:, :, i:i + 1], fastvideo_args, cache,
-                                                 is_first_chunk=i == 0)
-            chunks.append(chunk)
-        del cache
-        batch.output = torch.cat(chunks, dim=2)
-        return batch
 
+@contextlib.contextmanager
+def _first_chunk():
+    """The first chunk of a decode: eager (graphs for its shapes would be traced at every start for one video
+    frame) and with cuDNN's default conv algorithms (searching them for its shapes costs seconds at every start)."""
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        with torch.compiler.set_stance("force_eager"):
+            yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark

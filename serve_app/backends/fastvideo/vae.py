@@ -103,20 +103,41 @@ def _fuse(norm: nn.Module, compiled: bool) -> None:
     norm.compiled = compiled
 
 
-def compile_decoder_blocks(vae: nn.Module, last_stages: int | None = 2) -> dict:
+def pad_causal_caches(cache: list) -> int:
+    """Put a zero frame in front of each one-frame causal cache (after the first chunk of a decode).
+
+    Exact: each causal conv given a one-frame cache pads the missing frame with zeros itself, and the next
+    cache keeps only the last frame of this one. But the second chunk now has every later chunk's shapes,
+    so a compiled block traces one graph for both. Returns how many caches were padded."""
+    padded = 0
+    for i, entry in enumerate(cache):
+        if isinstance(entry, torch.Tensor) and entry.dim() == 5 and entry.shape[2] == 1:
+            cache[i] = torch.cat([torch.zeros_like(entry), entry], dim=2)
+            padded += 1
+    return padded
+
+
+def compile_decoder_blocks(vae: nn.Module, last_stages: int | None = 2, whole_up_blocks: bool = False) -> dict:
     """torch.compile the residual blocks of the decoder's last `last_stages` up-blocks, the full- and
     half-resolution ones, where almost all of the decode's activation traffic is (compiled at the warm-up);
-    None: every residual block of the decoder (the mid block's too).
+    None: every residual block of the decoder (the mid block's too). `whole_up_blocks`: each up-block as one
+    graph instead (its upsampler and shortcut included; the mid block too when `last_stages` is None).
 
-    Each block instance and chunk kind (no, a partial or a full causal cache) is a graph of its own, traced
-    again at every start even with a compile cache: the low-resolution blocks would cost start-up time for
-    little gain. Dozens of graphs where torch's default recompile limit allows 8: the limits are raised."""
+    The service decodes in streaming.py's chunks, whose shapes are all the same from the second chunk on
+    (the first runs eagerly): one graph a block. They are traced again at every start, even with a compile
+    cache (torch caches compiled kernels, not its tracing). Dozens of graphs where torch's default
+    recompile limit allows 8: the limits are raised."""
     config = torch._dynamo.config
     for name, floor in (("recompile_limit", 256), ("cache_size_limit", 256), ("accumulated_recompile_limit", 2048)):
         if hasattr(config, name):
             setattr(config, name, max(getattr(config, name), floor))
-    parts = [vae.decoder] if last_stages is None else list(vae.decoder.up_blocks)[-last_stages:]
-    blocks = [m for part in parts for m in part.modules() if isinstance(m, wanvae.WanResidualBlock)]
+    decoder = vae.decoder
+    parts = list(decoder.up_blocks) if last_stages is None else list(decoder.up_blocks)[-last_stages:]
+    if whole_up_blocks:
+        blocks = parts + ([decoder.mid_block] if last_stages is None else [])
+    else:
+        parts += [decoder.mid_block] if last_stages is None else []
+        blocks = [m for part in parts for m in part.modules() if isinstance(m, wanvae.WanResidualBlock)]
     for block in blocks:
         block.compile(dynamic=False)
     return {"vae_compiled_blocks": len(blocks)}
