@@ -33,31 +33,46 @@ def wait_http(url: str, timeout_s: float = 60, ok=(200,)) -> httpx.Response:
     raise TimeoutError(f"{url} not ready after {timeout_s} s: {last}")
 
 
-def kill_processes_mentioning(marker: str) -> None:
-    """Stop (by PID) every process of ours whose command line holds `marker` (our own Ray temp dir)."""
+def kill_processes_mentioning(marker: str) -> int:
+    """Stop (by PID) every process of ours whose command line or environment holds `marker` (our own Ray temp
+    dir: every process of that Ray inherits RAY_TMPDIR, whatever title it gives itself). Returns how many."""
     me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        with contextlib.suppress(OSError):
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if marker in cmdline:
-                os.kill(int(entry.name), signal.SIGKILL)
+
+    def mentions(entry: Path) -> bool:
+        return any(marker.encode() in (entry / name).read_bytes() for name in ("cmdline", "environ"))
+
+    return _kill_until_none_left(lambda entry: int(entry.name) != me and mentions(entry))
 
 
 def kill_session(session_id: int) -> int:
     """SIGKILL every process of a session (what a container's death does to them all at once): Ray's processes
     keep the session of the process that started Ray, whatever title they give themselves. Returns how many."""
+
+    def in_session(entry: Path) -> bool:
+        stat = (entry / "stat").read_text()
+        state, _, _, session = stat[stat.rindex(")") + 2:].split()[:4]  # after "pid (comm) "
+        return int(session) == session_id and state != "Z"  # a zombie is dead already, only not yet reaped
+
+    return _kill_until_none_left(in_session)
+
+
+def _kill_until_none_left(selected, passes: int = 20) -> int:
+    """SIGKILL the processes `selected(/proc entry)` picks, again until a pass finds none: a process that forks
+    while one pass runs (Ray's raylet starting a worker) leaves a child the pass did not see."""
     killed = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-            if int(fields[3]) == session_id:  # state, ppid, pgrp, session
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
+    for _ in range(passes):
+        found = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if selected(entry):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    found += 1
+        if not found:
+            break
+        killed += found
+        time.sleep(0.1)
     return killed
 
 
