@@ -149,7 +149,7 @@ class FastVideoBackend(Backend):
             self.run_in_worker(ops.set_throwaway_mode, on=False, cudnn_benchmark=benchmark)
 
     def warm_up(self) -> dict:
-        """The default size's compiled graphs (text- and image-to-video) and the VAE's conv algorithms, without a
+        """The default size's compiled graphs (text- and image-to-video) and the VAE's compiled blocks, without a
         whole video each: one denoising step of the DiT (each step runs the same graphs), and the VAE decodes three
         latent frames once (from the third chunk on every conv and compiled block sees its shapes: streaming.py)."""
         from serve_app.backends.fastvideo.streaming import WARMUP_LATENT_FRAMES

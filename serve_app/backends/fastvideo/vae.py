@@ -124,7 +124,8 @@ def compile_decoder_blocks(vae: nn.Module, last_stages: int | None = 2, whole_up
     graph instead (its upsampler and shortcut included; the mid block too when `last_stages` is None).
 
     The service decodes in streaming.py's chunks, whose shapes are all the same from the second chunk on
-    (the first runs eagerly): one graph a block. They are traced again at every start, even with a compile
+    (the first runs eagerly): one graph shape a block (a whole up-block that upsamples in time: two, its
+    upsampler reads a cache from the third chunk on). They are traced again at every start, even with a compile
     cache (torch caches compiled kernels, not its tracing). Dozens of graphs where torch's default
     recompile limit allows 8: the limits are raised."""
     config = torch._dynamo.config
