@@ -161,9 +161,8 @@ def main() -> None:
             # compiled: the service's blocks and chunk loop; -all: every residual block; -upblocks: each up-block
             # whole; -plain: the service's blocks in FastVideo's own loop (three chunk shapes: before)
             if name.startswith("compiled"):
-                results.setdefault("kernels", {})[name] = compile_decoder_blocks(
-                    vae, last_stages=2 if name in ("compiled", "compiled-plain") else None,
-                    whole_up_blocks=name == "compiled-upblocks")
+                blocks = {"compiled-all": "all", "compiled-upblocks": "up-blocks"}.get(name, "high-resolution")
+                results.setdefault("kernels", {})[name] = compile_decoder_blocks(vae, blocks)
             stage = StreamingDecodingStage(vae)
             k = int(name.removeprefix("chunk")) if name.startswith("chunk") else 1
             plain = not name.startswith("compiled") or name == "compiled-plain"

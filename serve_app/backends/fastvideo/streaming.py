@@ -87,24 +87,17 @@ class StreamingDecodingStage(DecodingStage):
 
     @torch.no_grad()
     def forward(self, batch, fastvideo_args):
-        if self.light_decoder is not None:
-            return self._light_decode(batch, fastvideo_args)
+        start, warm_up = time.perf_counter(), batch.extra.get(WARMUP_LATENT_FRAMES)
+        if self.light_decoder is not None:  # a warm-up decodes every chunk (each chunk shape tunes its own convs;
+            latents = self._denormalize_latents(batch.latents, fastvideo_args)  # the whole decode is cheap)
+            return self._deliver(batch, self.light_decoder.stream(latents), start, keep=1 if warm_up else None)
         if batch.latents.shape[0] != 1 or getattr(batch, "return_trajectory_decoded", False) \
                 or getattr(fastvideo_args, "output_type", None) == "latent":
             return super().forward(batch, fastvideo_args)  # several videos, or what only FastVideo's stage does
-        start, sink, warm_up = time.perf_counter(), batch.extra.get(VIDEO_SINK), batch.extra.get(WARMUP_LATENT_FRAMES)
         latents = batch.latents if warm_up is None else batch.latents[:, :, :max(1, warm_up)]
-        streamed, chunks = sink is not None and warm_up is None, []
-        for chunk in self.decode_chunks(latents, fastvideo_args):
-            if streamed:
-                sink.put(chunk)
-            else:
-                chunks.append(chunk)
+        batch = self._deliver(batch, self.decode_chunks(latents, fastvideo_args), start)
         if fastvideo_args.vae_cpu_offload:
             self.vae.to("cpu")
-        if streamed:
-            return self._streamed(batch, sink, start)
-        batch.output = torch.cat(chunks, dim=2)
         return batch
 
     def decode_chunks(self, latents, fastvideo_args):
@@ -126,28 +119,23 @@ class StreamingDecodingStage(DecodingStage):
             yield chunk
 
     @staticmethod
-    def _streamed(batch, sink, start: float):
-        """The decode went into the sink: note when it ended; the batch's output is an empty 5-d video."""
-        sink.decoded_at = time.perf_counter()
-        batch.extra["serve_decode_s"] = sink.decoded_at - start
-        batch.output = torch.empty((1, 3, 0, 1, 1))  # the frames are in the sink (5-d: FastVideo checks)
-        return batch
-
-    def _light_decode(self, batch, fastvideo_args):
-        """The light decoder, a few latent frames at a time, into the sink (one video) or batch.output. A warm-up
-        decodes every chunk too (each chunk shape tunes its own convs; the whole decode is cheap) and keeps one."""
-        start, sink, warm_up = time.perf_counter(), batch.extra.get(VIDEO_SINK), batch.extra.get(WARMUP_LATENT_FRAMES)
-        latents = self._denormalize_latents(batch.latents, fastvideo_args)
-        streamed = sink is not None and latents.shape[0] == 1 and not warm_up
-        chunks = []
-        for chunk in self.light_decoder.stream(latents):
+    def _deliver(batch, chunks, start: float, keep: int | None = None):
+        """The chunks into the batch's sink (one video, not a warm-up), noting when the decode ended, with an empty
+        5-d video as batch.output (FastVideo checks); else the first `keep` chunks (all: None) as batch.output."""
+        sink = batch.extra.get(VIDEO_SINK)
+        streamed = sink is not None and batch.latents.shape[0] == 1 and WARMUP_LATENT_FRAMES not in batch.extra
+        kept = []
+        for chunk in chunks:
             if streamed:
                 sink.put(chunk)
-            elif not (warm_up and chunks):
-                chunks.append(chunk)
-        if streamed:
-            return self._streamed(batch, sink, start)
-        batch.output = torch.cat(chunks, dim=2).float()
+            elif keep is None or len(kept) < keep:
+                kept.append(chunk)
+        if not streamed:
+            batch.output = torch.cat(kept, dim=2).float()
+            return batch
+        sink.decoded_at = time.perf_counter()
+        batch.extra["serve_decode_s"] = sink.decoded_at - start
+        batch.output = torch.empty((1, 3, 0, 1, 1))
         return batch
 
 

@@ -117,11 +117,11 @@ def pad_causal_caches(cache: list) -> int:
     return padded
 
 
-def compile_decoder_blocks(vae: nn.Module, last_stages: int | None = 2, whole_up_blocks: bool = False) -> dict:
-    """torch.compile the residual blocks of the decoder's last `last_stages` up-blocks, the full- and
-    half-resolution ones, where almost all of the decode's activation traffic is (compiled at the warm-up);
-    None: every residual block of the decoder (the mid block's too). `whole_up_blocks`: each up-block as one
-    graph instead (its upsampler and shortcut included; the mid block too when `last_stages` is None).
+def compile_decoder_blocks(vae: nn.Module, blocks: str = "high-resolution") -> dict:
+    """torch.compile decoder blocks (the `vae_compile_blocks` setting): `high-resolution`, the residual blocks of
+    the last two up-blocks, full and half resolution, where almost all of the decode's activation traffic is;
+    `all`, every residual block (the mid block's too); `up-blocks`, each up-block and the mid block as one graph
+    (upsampler and shortcut included). Compiled at the warm-up.
 
     The service decodes in streaming.py's chunks, whose shapes are all the same from the second chunk on
     (the first runs eagerly): one graph shape a block (a whole up-block that upsamples in time: two, its
@@ -133,12 +133,14 @@ def compile_decoder_blocks(vae: nn.Module, last_stages: int | None = 2, whole_up
         if hasattr(config, name):
             setattr(config, name, max(getattr(config, name), floor))
     decoder = vae.decoder
-    parts = list(decoder.up_blocks) if last_stages is None else list(decoder.up_blocks)[-last_stages:]
-    if whole_up_blocks:
-        blocks = parts + ([decoder.mid_block] if last_stages is None else [])
+    if blocks == "high-resolution":
+        parts = list(decoder.up_blocks)[-2:]
+    elif blocks in ("all", "up-blocks"):
+        parts = [decoder.mid_block, *decoder.up_blocks]
     else:
-        parts += [decoder.mid_block] if last_stages is None else []
-        blocks = [m for part in parts for m in part.modules() if isinstance(m, wanvae.WanResidualBlock)]
-    for block in blocks:
+        raise ValueError(f"unknown vae_compile_blocks {blocks!r}: high-resolution, all or up-blocks")
+    if blocks != "up-blocks":
+        parts = [m for part in parts for m in part.modules() if isinstance(m, wanvae.WanResidualBlock)]
+    for block in parts:
         block.compile(dynamic=False)
-    return {"vae_compiled_blocks": len(blocks)}
+    return {"vae_compiled_blocks": len(parts)}

@@ -266,10 +266,7 @@ def speed_up_vae(wrapper, fused: bool = True, compiled: bool = False, blocks: st
 
     vae = wrapper.worker.pipeline.get_module("vae")
     done = speed_up_wan_vae(vae) if fused else {}
-    if not compiled:
-        return done
-    return {**done, **compile_decoder_blocks(vae, last_stages=2 if blocks == "high-resolution" else None,
-                                             whole_up_blocks=blocks == "up-blocks")}
+    return {**done, **compile_decoder_blocks(vae, blocks)} if compiled else done
 
 
 def install_stages(wrapper) -> dict:
