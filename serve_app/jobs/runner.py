@@ -37,6 +37,8 @@ class LiveJob:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_save: float = 0.0
+    finishing: bool = False  # finish() has begun (a cancel's or the run's own): it runs once
+    final_saved: bool = False  # finish() stored the last state: a write spawned earlier must not follow it
 
 
 class JobRunner:
@@ -102,8 +104,8 @@ class JobRunner:
                 except JobCancelled:
                     raise
                 except Exception as exc:  # noqa: BLE001 - sorted below: retry, or the job's failure
-                    if live.done.is_set():
-                        return
+                    if job.status.terminal:
+                        return  # cancelled while it was at the generator; its cancel finishes it
                     if replica_lost(exc) and job.attempts < self.reliability.max_attempts:
                         logger.warning("job %s: generator replica lost (%s); retrying, attempt %d of %d", job.id,
                                        type(exc).__name__, job.attempts + 1, self.reliability.max_attempts)
@@ -112,8 +114,8 @@ class JobRunner:
                         continue
                     raise
                 break
-            if live.done.is_set():
-                return  # cancelled while it was at the generator; already finished
+            if job.status.terminal:
+                return  # cancelled while it was at the generator; its cancel finishes it
             await self._store_video(live, video)
         except JobCancelled:
             if not job.status.terminal:
@@ -167,9 +169,12 @@ class JobRunner:
     # --- finishing ---------------------------------------------------------------------------------
     async def finish(self, live: LiveJob) -> None:
         """Store the final state (retrying through storage outages), then release waiters and the slot."""
+        if live.finishing:
+            return
+        live.finishing = True
         job = live.job
         try:
-            await self.save(live)
+            await self.save(live, final=True)
             await self.store.clear_leases(job.id)
             await self.store.clear_active(job.id)  # last: while it stands, recovery finishes the clean-up
         except Exception:  # noqa: BLE001 - the active marker stays; recovery finishes the record later
@@ -191,11 +196,16 @@ class JobRunner:
             await self.finish(live)
         return live.job.model_copy(deep=True)
 
-    async def save(self, live: LiveJob) -> None:
+    async def save(self, live: LiveJob, final: bool = False) -> None:
+        """Write the job's record; writes are ordered by its lock, and none follows the final one (a heartbeat
+        or progress write spawned before the job ended would otherwise bring back a record deleted since)."""
         async with live.lock:
+            if live.final_saved:
+                return
             live.last_save = time.monotonic()
             live.job.heartbeat_at = time.time()
             await self.store.save(live.job.model_copy(deep=True))
+            live.final_saved = final
 
     # --- background and shutdown -------------------------------------------------------------------
     async def keep_alive(self) -> None:

@@ -9,6 +9,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from serve_app.jobs.records import JobRecord, JobStatus
 from serve_app.jobs.store import JobStore
 from serve_app.jobs.webhooks import verify
@@ -110,6 +112,27 @@ def test_cancel_and_delete_queued_jobs(tmp_path):
         assert client.get(f"/v1/videos/{doomed['id']}").status_code == 404
         assert wait_done(client, running["id"])["status"] == "completed"
         assert client.post(f"/v1/videos/{running['id']}/cancel").status_code == 409
+
+
+def test_a_write_spawned_before_a_delete_never_brings_the_video_back(tmp_path):
+    """A heartbeat or progress write of a queued job that only runs once the job was cancelled and deleted (a busy
+    event loop) must not store its record again: the deleted video stays deleted."""
+    from serve_app.contracts import GenerationParams
+    from serve_app.jobs.errors import JobNotFound
+
+    async def scenario():
+        core = job_core(tmp_path, FakeGenerator(), **SMALL)  # not started: the job stays queued
+        job, _ = await core.service.submit(GenerationParams(prompt="doomed", width=64, height=64, num_frames=9, fps=8,
+                                                            num_inference_steps=1, guidance_scale=1.0, seed=0))
+        late = core.runner.save(core.runner.live[job.id])  # spawned now, scheduled only after the delete
+        await core.service.delete(job.id)
+        await late
+        with pytest.raises(JobNotFound):
+            await core.service.get(job.id)
+        return job.id
+
+    job_id = asyncio.run(scenario())
+    assert not (tmp_path / "jobs" / f"{job_id}.json").exists()
 
 
 def test_backpressure_429_with_retry_after_and_ready_reports_it(tmp_path):
