@@ -219,6 +219,7 @@ def run_service(args, cold_only: bool = False, replicas: int = 1, overrides: dic
         out["generator_load_s"], out["selfcheck_s"] = generator["load_sec"], generator["selfcheck_sec"]
         out["http_lag_s"] = round(seen_at - generator["ready_at"], 2)  # replica ready -> a poller sees 200
         out["prestarted_worker"] = generator["info"]["details"].get("prestarted_worker")
+        out["early_vae"] = generator["info"]["details"].get("early_vae")
         out["warmup_sec"], out["warmup_parts"] = generator.get("warmup_sec"), generator.get("warmup_parts")
         details = generator["info"]["details"]
         out["attention"] = {k: v for k, v in details.items() if k.startswith("attention")}
@@ -342,7 +343,7 @@ def summary(result: dict) -> str:
     keys = ("replicas", "jobs", "burst_wall_s", "videos_per_min", "generation_sec_median", "by_replica",
             "all_replicas_warm_s", "first_done_after_launch_s",
             "load_s", "process_to_ready_s", "cold_start_s", "launch_to_first_video_s", "generator_load_s",
-            "selfcheck_s", "http_lag_s", "prestarted_worker", "compile_error")
+            "selfcheck_s", "http_lag_s", "prestarted_worker", "early_vae", "compile_error")
     parts = [f"{k}={result[k]}" for k in keys if k in result]
     if "timeline" in result:
         parts.append(f"timeline: {describe(result['timeline'])}")

@@ -5,7 +5,7 @@
 #   bash scripts/gpu_check.sh vae                # the full-size VAE decode variants alone (bench/vae_decode.py)
 #   bash scripts/gpu_check.sh startup            # Ray and Serve's own start (bench/ray_start.py)
 # First argument: sections (startup, tiny, vae, encode, full); for full, the bench modes and extra bench arguments.
-# Knobs: SKIP_TESTS, SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, VAE_PASSES,
+# Knobs: SKIP_TESTS, GPU_TESTS (pytest paths), SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, VAE_PASSES,
 # *_TIMEOUT.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
@@ -48,7 +48,7 @@ if [[ " $SECTIONS " == *" startup "* ]]; then
 fi
 if [[ " $SECTIONS " == *" tiny "* ]]; then
   step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
-  [ -n "${SKIP_TESTS:-}" ] || step backend_tests 240 scripts/box.sh python3 -m pytest tests/gpu -q -p no:cacheprovider -o addopts=""
+  [ -n "${SKIP_TESTS:-}" ] || step backend_tests 240 scripts/box.sh python3 -m pytest ${GPU_TESTS:-tests/gpu} -q -p no:cacheprovider -o addopts=""
   [ -n "${SKIP_SERVE:-}" ] || step serve_http "${SERVE_TIMEOUT:-270}" scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
     --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
   [ -n "${SKIP_RAY_VS_MP:-}" ] || step ray_vs_mp "${RAY_VS_MP_TIMEOUT:-300}" scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \

@@ -54,7 +54,10 @@ class Backend(abc.ABC):
         timings = {}
         for params in self.warmup_params():
             start = time.perf_counter()
-            self.generate([params], lambda *_: None)
+            video = self.generate([params], lambda *_: None)[0]
+            if video.size != (params.num_frames, params.height, params.width):  # it may stand in for the self-check
+                raise RuntimeError(f"the warm-up produced a {video.size} video for {params.width}x{params.height}"
+                                   f"x{params.num_frames}")
             timings[f"{params.width}x{params.height}x{params.num_frames}"] = round(time.perf_counter() - start, 2)
         return timings
 

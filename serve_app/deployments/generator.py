@@ -4,8 +4,10 @@ The replica's constructor returns at once and the model loads in a thread: Serve
 from its first second, so `/ready` answers "loading" at once instead of waiting 2 s on a replica that
 does not exist yet, and requests accepted during the start wait here for the model.
 Start-up: load, a tiny self-check run eagerly (compiling its throwaway shape would only cost time),
-ready; then one video of each common shape so the first request does not pay torch.compile. A failed
-load or self-check fails the health check, so Serve replaces the replica.
+ready; then one video of each common shape so the first request does not pay torch.compile. When /ready
+waits for that warm-up anyway (`ready_after_warmup`), the warm-up is the self-check: it runs the same path
+at the size requests use, and a second, smaller generation would only delay the first video. A failed
+load, self-check or such warm-up fails the health check, so Serve replaces the replica.
 Model work runs in worker threads, so the replica keeps answering status calls while it denoises; an
 asyncio lock keeps one batch on the device at a time. Progress and the result are streamed back.
 """
@@ -69,16 +71,15 @@ class Generator:
             self.status_.load_sec = round(time.perf_counter() - self._started, 2)
             logger.info("generator loaded in %s s", self.status_.load_sec)
             self.status_.info = self.backend.info()
-            if self.settings.selfcheck:
+            warm_up = bool(self.settings.warmup and self.backend.warmup_params())
+            checked_by_warm_up = warm_up and self.settings.ready_after_warmup and self.settings.selfcheck
+            if self.settings.selfcheck and not checked_by_warm_up:
                 self._self_check()
         except Exception as exc:  # noqa: BLE001 - reported by /ready, and the health check has Serve replace us
             logger.exception("the generator failed to start")
-            self.status_.reason = f"the model failed to load or self-check: {exc}"
-            self.status_.state = "failed"
+            self._fail(f"the model failed to load or self-check: {exc}")
             self._settled.set()
-            self._changed()
             return
-        warm_up = bool(self.settings.warmup and self.backend.warmup_params())
         # One post says both "ready" and "warming up": a prober never sees a ready replica whose warm-up has not
         # begun, which it would take for one at full speed.
         self.status_.warmup = "running" if warm_up else "off"
@@ -89,8 +90,8 @@ class Generator:
         self._changed()
         self._log_selfcheck()
         if warm_up:
-            try:
-                self._warm_up()  # jobs that arrive meanwhile wait for the device (generate), as for a compile
+            try:  # jobs that arrive meanwhile wait for the device (generate), as for a compile
+                self._warm_up(checked_by_warm_up)
             finally:
                 self._warmed.set()
                 self._changed()
@@ -104,16 +105,23 @@ class Generator:
             raise RuntimeError(f"self-check produced a {video.size} video, expected {expected}")
         self.status_.selfcheck_sec = round(time.perf_counter() - start, 2)
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, is_the_check: bool) -> None:
+        """A failed warm-up leaves a working, only slower, first request, unless it stood in for the self-check."""
         start = time.perf_counter()
         try:
             self.status_.warmup_parts = self.backend.warm_up()
             self.status_.warmup = "done"
-        except Exception:  # noqa: BLE001 - a failed warm-up leaves a working, only slower, first request
+        except Exception as exc:  # noqa: BLE001 - reported by /ready and the health check
             logger.exception("warm-up failed")
             self.status_.warmup = "failed"
+            if is_the_check:
+                self._fail(f"the model failed its warm-up (which is its self-check): {exc}")
         self.status_.warmup_sec = round(time.perf_counter() - start, 2)
         logger.info("warm-up %s in %s s (%s)", self.status_.warmup, self.status_.warmup_sec, self.status_.warmup_parts)
+
+    def _fail(self, reason: str) -> None:
+        self.status_.reason, self.status_.state = reason, "failed"
+        self._changed()
 
     def _log_selfcheck(self) -> None:
         info, s = self.status_.info, self.status_
@@ -126,7 +134,8 @@ class Generator:
             f"Model: {info.model}",
             *(f"{k}: {v}" for k, v in info.details.items()),
             f"Loaded in {s.load_sec} s; self-check generation: "
-            + (f"passed in {s.selfcheck_sec} s" if s.selfcheck_sec is not None else "skipped"),
+            + (f"passed in {s.selfcheck_sec} s" if s.selfcheck_sec is not None else
+               "the warm-up's (next)" if s.warmup == "running" and self.settings.selfcheck else "skipped"),
             "==============================================",
         ]
         for line in lines:
@@ -145,6 +154,8 @@ class Generator:
         async with self._lock:
             while not self._warmed.is_set():  # the warm-up has the device (and may run a shortened schedule)
                 await asyncio.sleep(0.05)
+            if self.status_.state == "failed":  # the warm-up that stood in for the self-check failed
+                raise RuntimeError(f"the generator is not serving: {self.status_.reason}")
             self.status_.busy = True
             self._changed()
             abort = threading.Event()

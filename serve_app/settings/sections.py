@@ -32,7 +32,8 @@ class ModelSettings(_Section):
     generator_resources: dict[str, float] = Field(
         default_factory=dict, description="custom Ray resources a generator replica needs, e.g. {\"gpu_node\": 1} "
                                           "to keep replicas on nodes started with that resource (docs/scaling.md)")
-    selfcheck: bool = Field(True, description="run one small generation at start-up before reporting ready")
+    selfcheck: bool = Field(True, description="run one small generation at start-up before reporting ready "
+                                              "(with ready_after_warmup, the warm-up is the check)")
     warmup: bool = Field(
         True, description="after the self-check, make one text- and one image-to-video of the default size, so "
                           "torch.compile and cuDNN tuning are done before the first request (FastVideo backend)")
@@ -94,6 +95,9 @@ class FastVideoSettings(_Section):
         "high-resolution", description="which decoder blocks vae_compile compiles: the residual blocks of the full- "
                                        "and half-resolution stages, all of them, or each up-block whole (more: a "
                                        "faster decode, a longer warm-up at every start)")
+    early_vae: bool = Field(
+        True, description="with the Ray executor: the GPU worker loads the VAE and warms it up while the replica "
+                          "is still starting (about 10 s off each start); false: FastVideo loads it after the rest")
     encode_in_worker: bool = Field(
         True, description="FastVideo with the Ray executor: encode the MP4 in the GPU worker while the VAE decodes "
                           "(overlapped) and send only the MP4 back")

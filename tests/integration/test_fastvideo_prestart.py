@@ -39,6 +39,21 @@ class Replica:
         return {"state": prestarted.state, "same": worker is prestarted.handle, "answer": answer,
                 "prestarted_stopped": None if prestarted.state == "adopted" else _stopped(prestarted)}
 
+    def start_with_early_work(self, early: tuple[str, dict]) -> dict:
+        """The prestarted worker does `early` after its import, before FastVideo adopts it, whatever it raises."""
+        import os
+
+        from tests.support.fakes import StandInWorkerWrapper
+
+        prestarted = prestart_worker(STAND_IN, device_key="CPU", early=early)
+        module = types.SimpleNamespace(ray=ray)
+        options = worker_options(ray.util.get_current_placement_group(), 0, num_gpus=0)
+        with adopted(module, prestarted):
+            worker = module.ray.remote(**options)(StandInWorkerWrapper).remote(fastvideo_args={"model": "m"},
+                                                                             rpc_rank=0)
+        answer = ray.get(worker.execute_method.remote("init_device"))
+        return {"state": prestarted.state, "worker_pid": answer["pid"], "replica_pid": os.getpid()}
+
     def outside_a_group(self):
         return prestart_worker(STAND_IN, device_key="CPU")
 
@@ -81,6 +96,22 @@ def test_other_options_get_a_new_worker_and_the_prestarted_one_stops(replica):
     assert out["state"].startswith("not used: FastVideo asked for") and not out["same"]
     assert out["answer"]["fastvideo_args"] == {"model": "m"}  # FastVideo's own worker, built the usual way
     assert out["prestarted_stopped"]
+
+
+def test_the_prestarted_worker_does_its_early_work_after_its_import(replica, tmp_path):
+    marker = tmp_path / "early"
+    out = ray.get(replica.start_with_early_work.remote(
+        ("tests.support.fakes:record_early_work", {"path": str(marker)})), timeout=120)
+    assert out["state"] == "adopted"
+    assert int(marker.read_text()) == out["worker_pid"] != out["replica_pid"]  # in the worker, not the replica
+
+
+def test_failed_early_work_leaves_the_worker_working(replica, tmp_path):
+    for early in (("tests.support.fakes:record_early_work", {"path": str(tmp_path / "x"), "fail": True}),
+                  ("tests.support.no_such_module:start", {})):
+        out = ray.get(replica.start_with_early_work.remote(early), timeout=120)
+        assert out["state"] == "adopted" and out["worker_pid"] != out["replica_pid"]
+    assert not (tmp_path / "x").exists()
 
 
 def test_no_prestart_outside_a_placement_group(serve_cluster):

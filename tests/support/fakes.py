@@ -77,3 +77,13 @@ class StandInWorkerWrapper:
 
         return {"method": method, "args": args, "fastvideo_args": self.fastvideo_args, "rpc_rank": self.rpc_rank,
                 "pid": os.getpid()}
+
+
+def record_early_work(path: str, fail: bool = False) -> None:
+    """Early work for the prestart tests: notes which process ran it (or fails)."""
+    import os
+    from pathlib import Path
+
+    if fail:
+        raise RuntimeError("early work broke")
+    Path(path).write_text(str(os.getpid()))

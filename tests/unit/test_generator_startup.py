@@ -13,7 +13,7 @@ from serve_app.deployments.generator import Generator
 from serve_app.settings import Settings
 
 
-def test_ready_after_the_self_check_then_the_warm_up_runs_in_the_background(tmp_path, monkeypatch, tiny_model_root):
+def warm_up_calls(monkeypatch):
     warm = GenerationParams(prompt="warm-up", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
                             guidance_scale=1.0, seed=0)
     calls = []
@@ -25,15 +25,69 @@ def test_ready_after_the_self_check_then_the_warm_up_runs_in_the_background(tmp_
 
     monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self: [warm, warm])
     monkeypatch.setattr(DiffusersBackend, "generate", generate)
-    settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}").resolve(gpus=0)
+    return calls
+
+
+def warmed(replica, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while replica.status().warmup == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return replica.status()
+
+
+def test_ready_after_the_self_check_then_the_warm_up_runs_in_the_background(tmp_path, monkeypatch, tiny_model_root):
+    """With /ready turning green at once (ready_after_warmup off), the self-check comes first."""
+    calls = warm_up_calls(monkeypatch)
+    settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}",
+                        ready_after_warmup=False).resolve(gpus=0)
     replica = Generator.func_or_class(settings)
     status = settled(replica)
     assert status.state == "ready" and status.selfcheck_sec is not None and calls[0] == ("self-check", 64)
-    deadline = time.monotonic() + 120
-    while replica.status().warmup == "running" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert replica.status().warmup == "done" and replica.status().warmup_sec > 0
+    status = warmed(replica)
+    assert status.warmup == "done" and status.warmup_sec > 0
     assert calls[1:] == [("warm-up", 64), ("warm-up", 64)]
+
+
+def test_the_warm_up_is_the_self_check_when_ready_waits_for_it(tmp_path, monkeypatch, tiny_model_root):
+    """/ready waits for the warm-up (the default): it runs the same path, so no separate self-check delays it."""
+    calls = warm_up_calls(monkeypatch)
+    settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}").resolve(gpus=0)
+    replica = Generator.func_or_class(settings)
+    assert settled(replica).state == "ready"
+    status = warmed(replica)
+    assert status.state == "ready" and status.warmup == "done" and status.selfcheck_sec is None
+    assert calls == [("warm-up", 64), ("warm-up", 64)]
+
+
+def test_a_failed_warm_up_that_was_the_self_check_fails_the_replica(tmp_path, monkeypatch, tiny_model_root):
+    def broken_warm_up(self):
+        raise RuntimeError("the text-to-video warm-up produced frames of shape None")
+
+    monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self: ["one"])
+    monkeypatch.setattr(DiffusersBackend, "warm_up", broken_warm_up)
+    settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}").resolve(gpus=0)
+    replica = Generator.func_or_class(settings)
+    settled(replica)
+    status = warmed(replica)
+    assert status.state == "failed" and status.warmup == "failed" and "frames of shape None" in status.reason
+    with pytest.raises(RuntimeError, match="failed its warm-up"):
+        replica.check_health()  # Serve replaces the replica
+    params = GenerationParams(prompt="x", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
+                              guidance_scale=1.0, seed=1)
+    with pytest.raises(RuntimeError, match="not serving: the model failed its warm-up"):
+        asyncio.run(collect(replica, params))
+
+
+def test_a_failed_warm_up_only_slows_a_replica_that_passed_its_self_check(tmp_path, monkeypatch, tiny_model_root):
+    monkeypatch.setattr(DiffusersBackend, "warmup_params", lambda self: ["one"])
+    monkeypatch.setattr(DiffusersBackend, "warm_up", lambda self: 1 / 0)
+    settings = Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}",
+                        ready_after_warmup=False).resolve(gpus=0)
+    replica = Generator.func_or_class(settings)
+    settled(replica)
+    status = warmed(replica)
+    assert status.state == "ready" and status.warmup == "failed" and status.selfcheck_sec is not None
+    replica.check_health()
 
 
 def test_no_warm_up_when_switched_off(tmp_path, monkeypatch, tiny_model_root):

@@ -19,10 +19,12 @@ from pathlib import Path
 
 from serve_app.backends.base import Backend, ProgressCallback
 from serve_app.backends.fastvideo.compat import check_fastvideo_version
+from serve_app.backends.fastvideo.early_vae import report as early_vae_report
 from serve_app.backends.fastvideo.fast_profile import apply_speed_profile
 from serve_app.backends.fastvideo.memory import memory_profile
 from serve_app.backends.fastvideo.paths import EXPECTED_CONFIG, fastvideo_model_path
 from serve_app.backends.fastvideo.request import attention_tokens, forward_batch
+from serve_app.backends.fastvideo.startup import check_frames, early_vae, generator_kwargs
 from serve_app.backends.model_files import resolve_model_path
 from serve_app.contracts import BackendInfo, GenerationParams, VideoResult
 from serve_app.settings import FastVideoSettings, GenerationSettings, ModelSettings
@@ -66,28 +68,22 @@ class FastVideoBackend(Backend):
     def load(self) -> None:
         cfg = self.fastvideo
         version = check_fastvideo_version(cfg.fastvideo_allow_untested)
+        self.model_path = fastvideo_model_path(resolve_model_path(self.models), self.models.model_links_dir)
+        profile = memory_profile(cfg)
+        kwargs = generator_kwargs(cfg, profile)
         if cfg.fastvideo_executor == "ray":  # first: its import of FastVideo overlaps the ones below
             from serve_app.backends.fastvideo.prestart import prestart_worker
 
-            self.prestarted = prestart_worker(warm_compile_pool=cfg.torch_compile)
+            self.prestarted = prestart_worker(warm_compile_pool=cfg.torch_compile, early=early_vae(
+                cfg, self.models, self.generation, self.model_path, kwargs))
         from fastvideo.api.sampling_param import SamplingParam
 
         from serve_app.backends.fastvideo.executor import PRESTARTED, ServeVideoGenerator
 
-        self.model_path = fastvideo_model_path(resolve_model_path(self.models), self.models.model_links_dir)
-        profile = memory_profile(cfg)
-        te_offload = cfg.text_encoder_cpu_offload if cfg.text_encoder_cpu_offload is not None \
-            else profile == "fit-32gb"
         token = PRESTARTED.set(self.prestarted)
         try:
             with scoped_environ(self.environment()):
-                self.generator = ServeVideoGenerator.from_pretrained(
-                    str(self.model_path), num_gpus=1, distributed_executor_backend=cfg.fastvideo_executor,
-                    dit_cpu_offload=cfg.dit_cpu_offload, dit_layerwise_offload=cfg.dit_layerwise_offload,
-                    text_encoder_cpu_offload=te_offload, image_encoder_cpu_offload=True,
-                    vae_cpu_offload=cfg.vae_cpu_offload, pin_cpu_memory=cfg.pin_cpu_memory,
-                    text_encoder_precisions=(cfg.text_encoder_precision,),
-                )
+                self.generator = ServeVideoGenerator.from_pretrained(str(self.model_path), **kwargs)
         finally:
             PRESTARTED.reset(token)
         config = type(self.generator.fastvideo_args.pipeline_config).__name__
@@ -97,12 +93,13 @@ class FastVideoBackend(Backend):
         vae_kernels = self._configure_worker()
         self.worker = self.run_in_worker(_ops().describe_worker)
         self.options = dict(
-            fastvideo=version, memory_profile=profile, text_encoder_cpu_offload=te_offload,
+            fastvideo=version, memory_profile=profile, text_encoder_cpu_offload=kwargs["text_encoder_cpu_offload"],
             text_encoder_precisions=list(self.generator.fastvideo_args.pipeline_config.text_encoder_precisions),
             vae_precision=cfg.vae_precision, torch_compile=cfg.torch_compile, cudnn_benchmark=cfg.cudnn_benchmark,
             vae_channels_last=cfg.vae_channels_last, vae_fused_kernels=cfg.vae_fused_kernels, **vae_kernels,
             encode_in_worker=self.encodes_in_worker, gpu_memory_limit_gb=cfg.gpu_memory_limit_gb,
             prestarted_worker=self._prestart_state(), **self.cache, **self.attention, **self.profile,
+            **(self.run_in_worker(early_vae_report) if self.prestarted is not None else {}),
         )
 
     def environment(self) -> dict[str, str]:
@@ -164,8 +161,9 @@ class FastVideoBackend(Backend):
                 batch = self.forward_batch(params)
                 batch.extra[WARMUP_LATENT_FRAMES] = 1 if params.image_png else 3  # the decode: same shapes
                 start = time.perf_counter()
-                self.forward(batch, ops.Delivery(width=params.width, height=params.height))
+                out = self.forward(batch, ops.Delivery(width=params.width, height=params.height))
                 kind = "image-to-video" if params.image_png else "text-to-video"
+                check_frames(out.frames, params, kind)  # the warm-up may stand in for the self-check
                 timings[kind] = round(time.perf_counter() - start, 2)
         finally:
             self.run_in_worker(ops.limit_denoising_steps, count=None)

@@ -5,7 +5,8 @@ FastVideo, and the new worker process then imports them again, one after the oth
 creates the worker actor first, on the GPU bundle of the replica's placement group with the options
 FastVideo uses; it imports FastVideo while the replica does. When the executor then creates its
 worker, executor.py hands it this actor, which builds FastVideo's own RayWorkerWrapper inside itself
-and forwards every call to it: the rest of FastVideo's start-up runs unchanged.
+and forwards every call to it: the rest of FastVideo's start-up runs unchanged. The worker's import ends
+seconds before the replica's; `early` is work it starts right after it, in the meantime (early_vae.py).
 Imports only Ray: it runs before FastVideo is loaded.
 """
 
@@ -29,11 +30,14 @@ FASTVIDEO_WRAPPER = "fastvideo.worker.ray_utils:RayWorkerWrapper"
 class PrestartedWorker:
     """The GPU worker actor: imports the wrapper class at once, builds the wrapper when adopted."""
 
-    def __init__(self, wrapper_class: str = FASTVIDEO_WRAPPER, warm_compile_pool: bool = False):
+    def __init__(self, wrapper_class: str = FASTVIDEO_WRAPPER, warm_compile_pool: bool = False,
+                 early: tuple[str, dict] | None = None):
         module, name = wrapper_class.split(":")
         self.wrapper_cls = getattr(importlib.import_module(module), name)  # the slow import
         self.wrapper = None
         self.warm_compile_pool = warm_compile_pool
+        if early is not None:
+            start_early(*early)
 
     def adopt(self, fastvideo_args, rpc_rank: int) -> None:
         self.wrapper = self.wrapper_cls(fastvideo_args=fastvideo_args, rpc_rank=rpc_rank)
@@ -46,6 +50,17 @@ class PrestartedWorker:
 
     def execute_method(self, method, *args, **kwargs):
         return self.wrapper.execute_method(method, *args, **kwargs)
+
+
+def start_early(target: str, kwargs: dict) -> bool:
+    """Call `module:function(**kwargs)`, which starts its own thread; a failure is logged, the start goes on."""
+    try:
+        module, name = target.split(":")
+        getattr(importlib.import_module(module), name)(**kwargs)
+        return True
+    except Exception:  # noqa: BLE001 - early work only saves time
+        logger.exception("early start-up work %s failed; starting without it", target)
+        return False
 
 
 def start_compile_workers() -> bool:
@@ -104,8 +119,9 @@ class Prestarted:
 
 
 def prestart_worker(wrapper_class: str = FASTVIDEO_WRAPPER, device_key: str = "GPU",
-                    warm_compile_pool: bool = False) -> Prestarted | None:
-    """Start the worker on the first `device_key` bundle of this actor's placement group (None outside one)."""
+                    warm_compile_pool: bool = False, early: tuple[str, dict] | None = None) -> Prestarted | None:
+    """Start the worker on the first `device_key` bundle of this actor's placement group (None outside one);
+    `early`: ("module:function", kwargs) it calls after its import (start_early)."""
     group = ray.util.get_current_placement_group() if ray.is_initialized() else None
     if group is None:
         return None
@@ -113,7 +129,7 @@ def prestart_worker(wrapper_class: str = FASTVIDEO_WRAPPER, device_key: str = "G
     if not bundles:
         return None
     options = worker_options(group, bundles[0], num_gpus=1.0 if device_key == "GPU" else 0)
-    handle = ray.remote(PrestartedWorker).options(**options).remote(wrapper_class, warm_compile_pool)
+    handle = ray.remote(PrestartedWorker).options(**options).remote(wrapper_class, warm_compile_pool, early)
     return Prestarted(handle=handle, options=options)
 
 

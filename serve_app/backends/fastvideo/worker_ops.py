@@ -265,8 +265,15 @@ def speed_up_vae(wrapper, fused: bool = True, compiled: bool = False, blocks: st
     from serve_app.backends.fastvideo.vae import compile_decoder_blocks, speed_up_wan_vae
 
     vae = wrapper.worker.pipeline.get_module("vae")
+    options, applied = (fused, compiled, blocks), getattr(vae, "serve_speed_ups", None)
+    if applied is not None:  # early_vae.py applied them while the replica started
+        if applied[0] != options:
+            raise RuntimeError(f"the VAE's speed-ups were applied as {applied[0]}, now asked as {options}")
+        return applied[1]
     done = speed_up_wan_vae(vae) if fused else {}
-    return {**done, **compile_decoder_blocks(vae, blocks)} if compiled else done
+    done = {**done, **compile_decoder_blocks(vae, blocks)} if compiled else done
+    vae.serve_speed_ups = (options, done)
+    return done
 
 
 def install_stages(wrapper) -> dict:
