@@ -86,3 +86,10 @@ def test_the_prestarted_worker_calls_it_as_the_backend_says(monkeypatch):
     while len(started) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert started == ["patched", 1280] and state.report["early_vae"] == "loading"
+
+
+def test_an_early_vae_that_never_finishes_does_not_hang_the_start(monkeypatch):
+    state = fresh(monkeypatch)
+    monkeypatch.setattr(early_vae, "WAIT_S", 0.2)
+    state.report["early_vae"] = "loading"
+    assert state.take("/models/a/vae") is None and state.report["early_vae"] == "not used: not ready after 0.2 s"

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 logger = logging.getLogger(__name__)
 
+WAIT_S = 600.0  # how long FastVideo's loader waits for it (with a cache: 8-21 s; without one: 25-45 s on an H200)
 WARMUP_LATENT_FRAMES = 3  # as the warm-up's decode (streaming.py: from the third chunk on every shape is seen)
 
 
@@ -55,7 +56,9 @@ class _Early:
         """The early VAE for this path (waits for it), once; None if it failed or is another model's."""
         if not self.done.is_set() and self.report["early_vae"] == "off":
             return None
-        self.done.wait()
+        if not self.done.wait(WAIT_S):  # never hang the start on it: load as usual (it keeps its memory)
+            self.report["early_vae"] = f"not used: not ready after {WAIT_S:g} s"
+            return None
         vae, self.vae = self.vae, None
         if vae is None or os.path.realpath(vae_path) != os.path.realpath(self.vae_path or ""):
             if vae is not None:
@@ -71,8 +74,8 @@ EARLY = _Early()  # one per worker process
 def start(spec: dict) -> None:
     """Hand FastVideo's VAE loader the early VAE, and load and warm it up in a thread (prestart.py calls this)."""
     parsed = EarlyVaeSpec.model_validate(spec)
-    EARLY.report["early_vae"] = "loading"
     _patch_vae_loader()
+    EARLY.report["early_vae"] = "loading"
     threading.Thread(target=_run, args=(parsed,), name="early-vae", daemon=True).start()
 
 
