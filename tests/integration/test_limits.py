@@ -26,8 +26,9 @@ def limited(serve_cluster, tiny_model_root, tmp_path_factory):
 
 def test_a_job_past_its_time_limit_fails_and_the_replica_serves_on(limited):
     started = time.monotonic()
+    # about 20 s of work on a 2-core CPU (256x256x17 at 100 steps took only 1.6 s there: under the 2 s limit)
     long = httpx.post(f"{limited}/v1/videos", timeout=30, json={
-        "prompt": "a long one", "size": "256x256", "num_frames": 17, "num_inference_steps": 100}).json()
+        "prompt": "a long one", "size": "512x512", "num_frames": 33, "num_inference_steps": 100}).json()
     job = poll_video(limited, long["id"], timeout_s=60)
     assert job["status"] == "failed" and job["error"]["code"] == "timeout", job
     assert "job_timeout_s" in job["error"]["message"]
