@@ -70,12 +70,7 @@ def test_a_failed_warm_up_that_was_the_self_check_fails_the_replica(tmp_path, mo
     settled(replica)
     status = warmed(replica)
     assert status.state == "failed" and status.warmup == "failed" and "frames of shape None" in status.reason
-    with pytest.raises(RuntimeError, match="failed its warm-up"):
-        replica.check_health()  # Serve replaces the replica
-    params = GenerationParams(prompt="x", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
-                              guidance_scale=1.0, seed=1)
-    with pytest.raises(RuntimeError, match="not serving: the model failed its warm-up"):
-        asyncio.run(collect(replica, params))
+    refuses_work(replica, "failed its warm-up", "not serving: the model failed its warm-up")
 
 
 def test_a_failed_warm_up_only_slows_a_replica_that_passed_its_self_check(tmp_path, monkeypatch, tiny_model_root):
@@ -107,6 +102,16 @@ def settled(replica, timeout_s: float = 120):
 def tiny_settings(tmp_path, tiny_model_root, **kw):
     return Settings(model="tiny", tiny_model_dir=tiny_model_root, storage_url=f"file://{tmp_path}",
                     warmup=False, **kw).resolve(gpus=0)
+
+
+def refuses_work(replica, health_error: str, job_error: str) -> None:
+    """A failed replica fails its health check (Serve replaces it) and refuses jobs with the cause."""
+    with pytest.raises(RuntimeError, match=health_error):
+        replica.check_health()
+    params = GenerationParams(prompt="x", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
+                              guidance_scale=1.0, seed=1)
+    with pytest.raises(RuntimeError, match=job_error):
+        asyncio.run(collect(replica, params))
 
 
 async def collect(replica, params):
@@ -144,12 +149,7 @@ def test_a_failed_load_is_reported_fails_health_and_refuses_work(tmp_path, monke
     replica = Generator.func_or_class(tiny_settings(tmp_path, tiny_model_root))
     status = settled(replica)
     assert status.state == "failed" and "model_index.json not found" in status.reason
-    with pytest.raises(RuntimeError, match="model_index.json not found"):
-        replica.check_health()  # Serve replaces the replica
-    params = GenerationParams(prompt="x", width=64, height=64, num_frames=5, fps=8, num_inference_steps=1,
-                              guidance_scale=1.0, seed=1)
-    with pytest.raises(RuntimeError, match="not serving: the model failed to load or self-check"):
-        asyncio.run(collect(replica, params))
+    refuses_work(replica, "model_index.json not found", "not serving: the model failed to load or self-check")
 
 
 def test_a_job_sent_during_the_warm_up_waits_for_it_and_ready_never_precedes_it(tmp_path, monkeypatch,
