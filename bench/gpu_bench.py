@@ -55,8 +55,9 @@ def _gpu_name():
     return torch.cuda.get_device_name(0)
 
 
-def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
-    """FastVideo alone: load, one warm-up video, then timed ones; frames in hand (return_frames)."""
+def run_bare(args, same_settings: bool, load_only: bool = False, gpus: int = 1) -> dict:
+    """FastVideo alone: load, one warm-up video, then timed ones; frames in hand (return_frames).
+    `gpus` > 1: FastVideo's own sequence parallelism over that many GPUs (the baseline of gpus_per_replica)."""
     os.environ["FASTVIDEO_STAGE_LOGGING"] = "1"
     from fastvideo import VideoGenerator
 
@@ -65,7 +66,7 @@ def run_bare(args, same_settings: bool, load_only: bool = False) -> dict:
     path = fastvideo_model_path(Path(args.model_dir), Path("/tmp/links"))
     extra = dict(text_encoder_precisions=("bf16",)) if same_settings else {}
     t = time.perf_counter()
-    gen = VideoGenerator.from_pretrained(str(path), num_gpus=1, distributed_executor_backend="mp",
+    gen = VideoGenerator.from_pretrained(str(path), num_gpus=gpus, sp_size=gpus, distributed_executor_backend="mp",
                                          dit_cpu_offload=False, dit_layerwise_offload=False,
                                          text_encoder_cpu_offload=False, vae_cpu_offload=False,
                                          image_encoder_cpu_offload=False, **extra)
@@ -388,6 +389,10 @@ def report(out_dir: Path) -> str:
         rows.append(f"| 32 GB cap / no cap | {median_s(load['cap32']) / median_s(load['uncapped']):.3f}x | | |")
     if "service" in load:
         add("**service end to end** (HTTP submit -> MP4 stored)", load["service"])
+    if "bare-sp2" in load:
+        add("bare FastVideo (mp), our settings, one video over two GPUs (sp_size 2)", load["bare-sp2"])
+    if "sp2" in load:
+        add("**service, one replica over two GPUs** (gpus_per_replica: 2)", load["sp2"])
     for mode, name in (("service-2", "service again (restart with the compile cache)"),
                        ("before", "service as before issue 17 (torch's attention order, VAE blocks not compiled)"), ("fp8", "service, fast profile without a light "
                        "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)")):
@@ -495,6 +500,8 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "vae-all": lambda a: run_service(a, overrides={"vae_compile_blocks": "all"}),
          "vae-upblocks": lambda a: run_service(a, overrides={"vae_compile_blocks": "up-blocks"}),
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
+         "bare-sp2": lambda a: run_bare(a, True, gpus=2),
+         "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}),
          "fast": lambda a: run_service(a, overrides={"speed_profile": "fast", "light_decoder_path": a.light_decoder}),
          "compare": lambda a: compare_frames(Path(a.out))}
 

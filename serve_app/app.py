@@ -29,16 +29,41 @@ def generator_options(settings: Settings) -> dict:
     stop = {"graceful_shutdown_timeout_s": max(60.0, min(settings.job_timeout_s or 600.0, 900.0))}
     if settings.device != "cuda":
         return {"ray_actor_options": {"num_cpus": 1, **_resources(extra)}, **stop}
+    gpus = settings.gpus_per_replica
     if settings.backend == "fastvideo" and settings.fastvideo_executor == "ray":
-        # The replica holds no GPU itself: FastVideo's Ray worker takes the GPU from this bundle, so the
-        # replica and its worker are placed together and nothing needs a shared-memory IPC namespace.
+        # The replica holds no GPU itself: FastVideo's Ray workers take the GPUs from these bundles (one worker
+        # a bundle, the first beside the replica), all on one node (STRICT_PACK: the DiT's split talks over
+        # NVLink/PCIe), and nothing needs a shared-memory IPC namespace.
         return {
             "ray_actor_options": {"num_cpus": 1, "num_gpus": 0},
-            "placement_group_bundles": [{"CPU": 1, "GPU": 1, **extra}],
+            "placement_group_bundles": [{"CPU": 1, "GPU": 1, **extra}] + [{"GPU": 1, **extra}] * (gpus - 1),
             "placement_group_strategy": "STRICT_PACK",
             **stop,
         }
-    return {"ray_actor_options": {"num_cpus": 1, "num_gpus": 1, **_resources(extra)}, **stop}
+    return {"ray_actor_options": {"num_cpus": 1, "num_gpus": gpus, **_resources(extra)}, **stop}
+
+
+def check_replica_width(settings: Settings, node_gpus: list[float]) -> None:
+    """A replica of several GPUs needs the FastVideo backend and a node with that many GPUs: say so at start,
+    rather than leave the replica waiting for a placement that never comes."""
+    gpus = settings.gpus_per_replica
+    if gpus == 1:  # Settings.resolve makes it 1 on the CPU
+        return
+    if settings.backend != "fastvideo":
+        raise ValueError(f"gpus_per_replica={gpus} needs the FastVideo backend (backend={settings.backend} makes "
+                         "each video on one GPU): set gpus_per_replica: 1, or install FastVideo")
+    if node_gpus and max(node_gpus) < gpus:
+        raise ValueError(f"gpus_per_replica={gpus}, but the largest node of this Ray cluster has "
+                         f"{max(node_gpus):g} GPUs (a replica's GPUs must sit on one node): lower gpus_per_replica "
+                         "or give the node more GPUs (CUDA_VISIBLE_DEVICES)")
+
+
+def node_gpus() -> list[float]:
+    import ray
+
+    if not ray.is_initialized():
+        return []
+    return [float(node["Resources"].get("GPU", 0)) for node in ray.nodes() if node.get("Alive")]
 
 
 def _resources(extra: dict[str, float]) -> dict:
@@ -58,8 +83,9 @@ def build_app(args: dict | None = None) -> Application:
     settings = apply_b2(Settings(**(args or {}))).resolve(
         gpus=gpus, gpu_memory_gb=gpu_memory_gb() if gpus else None, host_memory_gb=host_memory_gb())
     check_links_reach_clients(settings)
-    logger.info("FastWan Serve settings: backend=%s model=%s device=%s storage=%s", settings.backend,
-                settings.model, settings.device, settings.storage_url)
+    check_replica_width(settings, node_gpus())
+    logger.info("FastWan Serve settings: backend=%s model=%s device=%s gpus_per_replica=%d storage=%s",
+                settings.backend, settings.model, settings.device, settings.gpus_per_replica, settings.storage_url)
     board = GeneratorBoard.bind()
     generator = Generator.options(**generator_options(settings)).bind(settings, board)
     return Ingress.options(ray_actor_options={"num_cpus": 0.5}).bind(generator, board, settings)

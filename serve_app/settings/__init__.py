@@ -102,6 +102,8 @@ class Settings(BaseSettings, *reversed(SECTIONS)):
             update["compile_cache_dir"] = self.compile_cache_dir.resolve()
         if self.max_pixel_frames is None:
             update["max_pixel_frames"] = pixel_frame_budget(on_gpu, gpu_memory_gb, host_memory_gb)
+        if not on_gpu and self.gpus_per_replica > 1:  # the CPU fallback makes each video in one process
+            update["gpus_per_replica"] = 1
         if self.job_timeout_s is None:
             update["job_timeout_s"] = 600.0 if on_gpu else 1800.0
         return self.model_copy(update=update)

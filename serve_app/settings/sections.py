@@ -10,6 +10,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, fiel
 from serve_app.models.layout import HF_MODEL_ID
 
 TINY_MODEL = "tiny"
+SEQUENCE_PARALLEL_SIZES = (1, 2, 4, 8)  # divide the DiT's 24 heads; a node has at most 8 GPUs
 
 
 class _Section(BaseModel):
@@ -51,6 +52,10 @@ class FastVideoSettings(_Section):
 
     fastvideo_executor: Literal["ray", "mp"] = Field(
         "ray", description="FastVideo executor: ray needs no shared-memory IPC (containers without --ipc=host)")
+    gpus_per_replica: int = Field(
+        1, description="GPUs one generator replica spreads each video over (FastVideo's sequence parallelism: "
+                       "the DiT split across them): 1, 2, 4 or 8 on one node; more: a faster video, fewer "
+                       "replicas (docs/scaling.md)")
     attention_backend: str = Field(
         "auto", description="FASTVIDEO_ATTENTION_BACKEND (TORCH_SDPA, FLASH_ATTN, ...); auto: FastVideo's choice")
     attention_kernel: Literal["auto", "cudnn", "flash", "efficient", "torch-default"] = Field(
@@ -105,6 +110,14 @@ class FastVideoSettings(_Section):
         None, gt=0, description="cap the GPU worker's memory (simulate a smaller card on a bigger one)")
     fastvideo_allow_untested: bool = Field(
         False, description="start with a FastVideo version this backend was not tested against (see docs/gpu.md)")
+
+    @field_validator("gpus_per_replica")
+    @classmethod
+    def _heads_split_evenly(cls, value: int) -> int:
+        if value not in SEQUENCE_PARALLEL_SIZES:
+            raise ValueError(f"gpus_per_replica must be one of {SEQUENCE_PARALLEL_SIZES}: the DiT's 24 attention "
+                             f"heads are split evenly across a replica's GPUs and its GPUs sit on one node")
+        return value
 
 
 class GenerationSettings(_Section):

@@ -39,6 +39,20 @@ class Replica:
         return {"state": prestarted.state, "same": worker is prestarted.handle, "answer": answer,
                 "prestarted_stopped": None if prestarted.state == "adopted" else _stopped(prestarted)}
 
+    def start_workers_like_fastvideo(self, bundles: list[int]) -> dict:
+        """FastVideo's executor creating one worker per GPU bundle, rank by rank (a replica of several GPUs)."""
+        from tests.support.fakes import StandInWorkerWrapper
+
+        prestarted = prestart_worker(STAND_IN, device_key="CPU")
+        module = types.SimpleNamespace(ray=ray)
+        group = ray.util.get_current_placement_group()
+        with adopted(module, prestarted):
+            workers = [module.ray.remote(**worker_options(group, bundle, num_gpus=0))(StandInWorkerWrapper).remote(
+                fastvideo_args={"model": "m"}, rpc_rank=rank) for rank, bundle in enumerate(bundles)]
+        answers = ray.get([worker.execute_method.remote("init_device") for worker in workers])
+        return {"state": prestarted.state, "prestarted_rank": [w is prestarted.handle for w in workers],
+                "ranks": [answer["rpc_rank"] for answer in answers], "pids": [answer["pid"] for answer in answers]}
+
     def start_with_early_work(self, early: tuple[str, dict]) -> dict:
         """The prestarted worker does `early` after its import, before FastVideo adopts it, whatever it raises."""
         import os
@@ -96,6 +110,12 @@ def test_other_options_get_a_new_worker_and_the_prestarted_one_stops(replica):
     assert out["state"].startswith("not used: FastVideo asked for") and not out["same"]
     assert out["answer"]["fastvideo_args"] == {"model": "m"}  # FastVideo's own worker, built the usual way
     assert out["prestarted_stopped"]
+
+
+def test_a_replica_of_several_gpus_gets_the_prestarted_worker_as_rank_0_and_new_ones_after_it(replica):
+    out = ray.get(replica.start_workers_like_fastvideo.remote(bundles=[0, 1]), timeout=120)
+    assert out["state"] == "adopted" and out["prestarted_rank"] == [True, False]
+    assert out["ranks"] == [0, 1] and len(set(out["pids"])) == 2  # two worker processes, one per bundle
 
 
 def test_the_prestarted_worker_does_its_early_work_after_its_import(replica, tmp_path):

@@ -98,6 +98,7 @@ class FastVideoBackend(Backend):
             vae_precision=cfg.vae_precision, torch_compile=cfg.torch_compile, cudnn_benchmark=cfg.cudnn_benchmark,
             vae_channels_last=cfg.vae_channels_last, vae_fused_kernels=cfg.vae_fused_kernels, **vae_kernels,
             encode_in_worker=self.encodes_in_worker, gpu_memory_limit_gb=cfg.gpu_memory_limit_gb,
+            gpus_per_replica=self.generator.fastvideo_args.num_gpus,
             prestarted_worker=self._prestart_state(), **self.cache, **self.attention, **self.profile,
             **(self.run_in_worker(early_vae_report) if self.prestarted is not None else {}),
         )

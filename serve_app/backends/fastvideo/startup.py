@@ -17,9 +17,10 @@ EARLY_VAE = "serve_app.backends.fastvideo.early_vae:start"
 def generator_kwargs(cfg: FastVideoSettings, profile: str) -> dict:
     """VideoGenerator.from_pretrained's keyword arguments for these settings and memory profile."""
     te_offload = cfg.text_encoder_cpu_offload if cfg.text_encoder_cpu_offload is not None else profile == "fit-32gb"
-    return dict(num_gpus=1, distributed_executor_backend=cfg.fastvideo_executor, dit_cpu_offload=cfg.dit_cpu_offload,
-                dit_layerwise_offload=cfg.dit_layerwise_offload, text_encoder_cpu_offload=te_offload,
-                image_encoder_cpu_offload=True, vae_cpu_offload=cfg.vae_cpu_offload,
+    gpus = cfg.gpus_per_replica  # each video over all of them: the DiT split by sequence (Ulysses attention)
+    return dict(num_gpus=gpus, sp_size=gpus, distributed_executor_backend=cfg.fastvideo_executor,
+                dit_cpu_offload=cfg.dit_cpu_offload, dit_layerwise_offload=cfg.dit_layerwise_offload,
+                text_encoder_cpu_offload=te_offload, image_encoder_cpu_offload=True, vae_cpu_offload=cfg.vae_cpu_offload,
                 pin_cpu_memory=cfg.pin_cpu_memory, text_encoder_precisions=(cfg.text_encoder_precision,))
 
 

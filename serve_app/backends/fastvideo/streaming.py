@@ -25,6 +25,7 @@ from serve_app.media.yuv import fit_video, rgb_to_i420
 
 VIDEO_SINK = "serve_video_sink"  # batch.extra key: a StreamingEncoder, set inside the worker only
 WARMUP_LATENT_FRAMES = "serve_warmup_latent_frames"  # batch.extra key: decode only this many latent frames (>= 1)
+NO_DECODE = "serve_no_decode"  # batch.extra key: this worker delivers nothing (a replica's GPUs after the first)
 
 
 class StreamingEncoder:
@@ -88,6 +89,9 @@ class StreamingDecodingStage(DecodingStage):
     @torch.no_grad()
     def forward(self, batch, fastvideo_args):
         start, warm_up = time.perf_counter(), batch.extra.get(WARMUP_LATENT_FRAMES)
+        if batch.extra.get(NO_DECODE):  # the first GPU decodes and delivers: here the GPU and the CPU stay free
+            batch.output = torch.empty((1, 3, 0, 1, 1))
+            return batch
         if self.light_decoder is not None:  # a warm-up decodes every chunk (each chunk shape tunes its own convs;
             latents = self._denormalize_latents(batch.latents, fastvideo_args)  # the whole decode is cheap)
             return self._deliver(batch, self.light_decoder.stream(latents), start, keep=1 if warm_up else None)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 from fastvideo.distributed import get_local_torch_device
+from fastvideo.distributed.communication_op import sequence_model_parallel_shard
+from fastvideo.distributed.parallel_state import get_sp_world_size
 from fastvideo.forward_context import set_forward_context
 from fastvideo.models.utils import pred_noise_to_pred_video
 from fastvideo.pipelines.stages.denoising import DmdDenoisingStage
@@ -81,7 +83,7 @@ class Ti2vDmdDenoisingStage(DmdDenoisingStage):
             # per-frame timesteps for the x0 conversion, per-token timesteps for the DiT
             t_frames = torch.full((shape[0], shape[1]), int(t), dtype=torch.long, device=device)
             t_frames[:, 0] = 0
-            t_tokens = t_frames.repeat_interleave(tokens_per_frame, dim=1)
+            t_tokens = _this_ranks_tokens(t_frames.repeat_interleave(tokens_per_frame, dim=1))
             guidance = (torch.full((shape[0],), cfg_scale * 1000.0, device=device, dtype=dtype)
                         if cfg_scale is not None else None)
             with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast), \
@@ -105,3 +107,12 @@ class Ti2vDmdDenoisingStage(DmdDenoisingStage):
         batch.latents = latents.permute(0, 2, 1, 3, 4)  # (B, C, T, H, W) for the decoding stage
         return batch
 
+
+def _this_ranks_tokens(t_tokens: torch.Tensor) -> torch.Tensor:
+    """Per-token timesteps for the tokens this GPU holds. With a replica of several GPUs the DiT shards its
+    tokens (padded, in rank order) right after the patch embedding and embeds the timesteps for the tokens it
+    holds: per-token timesteps must come sharded the same way, or the block's modulation and the tokens differ
+    in length. One GPU: all of them."""
+    if get_sp_world_size() == 1:
+        return t_tokens
+    return sequence_model_parallel_shard(t_tokens, dim=1)[0]

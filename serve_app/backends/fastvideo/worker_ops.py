@@ -78,17 +78,23 @@ def forward(wrapper, forward_batch, fastvideo_args, delivery: Delivery) -> Forwa
     uint8 on the GPU and only that leaves; with `delivery.encode` it is encoded while it decodes
     (streaming.py) and only the MP4 leaves.
     """
-    from serve_app.backends.fastvideo.streaming import VIDEO_SINK, StreamingEncoder
+    from serve_app.backends.fastvideo.streaming import NO_DECODE, VIDEO_SINK, StreamingEncoder
 
     torch.cuda.reset_peak_memory_stats()
     sink = path = None
+    shape = (forward_batch.num_frames, delivery.height, delivery.width)
+    if getattr(wrapper.worker, "rank", 0) != 0:  # a replica of several GPUs: all denoise, the first delivers
+        forward_batch.extra[NO_DECODE] = True
+        start = time.perf_counter()
+        out = wrapper.worker.execute_forward(forward_batch, fastvideo_args)
+        return ForwardOutput(shape=shape, stages=stage_times(out.logging_info), forward_s=time.perf_counter() - start,
+                             peak_memory_mb=torch.cuda.max_memory_allocated() / 2**20)
     if delivery.encode:
         handle, name = tempfile.mkstemp(prefix="fastwan-", suffix=".mp4")
         os.close(handle)
         path = Path(name)
         sink = StreamingEncoder(path, delivery)
         forward_batch.extra[VIDEO_SINK] = sink
-    shape = (forward_batch.num_frames, delivery.height, delivery.width)
     start = time.perf_counter()
     try:
         out = wrapper.worker.execute_forward(forward_batch, fastvideo_args)
