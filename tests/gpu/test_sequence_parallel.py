@@ -1,7 +1,8 @@
 """A generator replica of two GPUs (`gpus_per_replica: 2`): the DiT split by sequence across them.
 
 Each start runs the backend in an actor placed the way Serve places the generator (app.generator_options):
-one replica with one GPU, one with two. Needs two GPUs (the nvidia-h200-x2 machine); skips elsewhere.
+one replica with one GPU, one with two. Needs two GPUs (the nvidia-h200-x2 machine); skips elsewhere. The
+first test needs FastVideo only: FastVideo's DiT over two CPU processes (gloo), as image-to-video calls it.
 """
 
 import json
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
+import torch
+import torch.multiprocessing as mp
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -19,6 +22,60 @@ from serve_app.contracts import GenerationParams
 
 PARAMS = GenerationParams(prompt="a red car on a street", width=256, height=128, num_frames=17, fps=16,
                           num_inference_steps=3, guidance_scale=1.0, seed=5)
+
+
+def tiny_dit_rank(rank: int, world: int, port: int, out: str) -> None:
+    """One rank: FastVideo's Wan DiT (tiny, random) with per-token timesteps, as ti2v.py calls it."""
+    os.environ["FASTVIDEO_ATTENTION_BACKEND"] = "TORCH_SDPA"
+    from fastvideo.distributed.parallel_state import init_distributed_environment, initialize_model_parallel
+    from fastvideo.platforms import current_platform
+
+    init_distributed_environment(world_size=world, rank=rank, local_rank=rank,
+                                 distributed_init_method=f"tcp://127.0.0.1:{port}", backend="gloo")
+    initialize_model_parallel(tensor_model_parallel_size=1, sequence_model_parallel_size=world, backend="gloo")
+    type(current_platform).get_attn_backend_cls = classmethod(  # the CPU platform names none: torch's SDPA
+        lambda cls, *a, **k: "fastvideo.attention.backends.sdpa.SDPABackend")
+    from fastvideo.configs.models.dits import WanVideoConfig
+    from fastvideo.forward_context import set_forward_context
+    from fastvideo.models.dits.wanvideo import WanTransformer3DModel
+
+    from serve_app.backends.fastvideo.ti2v import _this_ranks_tokens
+
+    config = WanVideoConfig()
+    arch = config.arch_config
+    arch.num_attention_heads, arch.attention_head_dim, arch.in_channels, arch.out_channels = 2, 32, 48, 48
+    arch.text_dim, arch.ffn_dim, arch.num_layers, arch.text_len = 32, 64, 2, 16
+    arch.__post_init__()
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(config=config, hf_config={}).float().eval()
+    for param in model.parameters():
+        torch.nn.init.normal_(param, std=0.05)
+    draw = torch.Generator().manual_seed(1)
+    latents, text = torch.randn(1, 48, 5, 8, 16, generator=draw), torch.randn(1, 16, 32, generator=draw)
+    t_frames = torch.full((1, 5), 757, dtype=torch.long)
+    t_frames[:, 0] = 0  # the first frame is the image: timestep 0
+    t_tokens = _this_ranks_tokens(t_frames.repeat_interleave(4 * 8, dim=1))  # 4 x 8 tokens a frame
+    with torch.no_grad(), set_forward_context(current_timestep=0, attn_metadata=None):
+        video = model(latents, text, t_tokens)
+    if rank == 0:
+        torch.save(video, out)
+
+
+def test_the_dit_split_over_two_processes_gives_one_processs_output(tmp_path):
+    """Per-token timesteps (image-to-video) sharded like the tokens: the same numbers as one process (fp32)."""
+    pytest.importorskip("fastvideo")
+    import socket
+
+    outputs = []
+    for world in (1, 2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        outputs.append(tmp_path / f"world{world}.pt")
+        mp.spawn(tiny_dit_rank, args=(world, port, str(outputs[-1])), nprocs=world, join=True)
+    one, two = (torch.load(p) for p in outputs)
+    assert one.shape == two.shape == (1, 48, 5, 8, 16)
+    assert torch.allclose(one, two, atol=1e-5), (one - two).abs().max()
 
 
 def worker_rank(wrapper) -> dict:
