@@ -8,7 +8,10 @@ PY     := $(VENV)/bin/python
 # CPU build of the same version, or PyPI's build of it where PyTorch's index cannot be reached), everything else
 # by hash. GPU machines add FastVideo (requirements/fastvideo.txt, without its own pins, which would replace torch).
 GPU    := $(shell command -v nvidia-smi 2>/dev/null)
-TORCH_INDEX ?= $(if $(GPU),--index-url https://download.pytorch.org/whl/cu128,--extra-index-url https://download.pytorch.org/whl/cpu)
+# PyTorch's CPU index only where its name resolves: pip retries an unreachable index for every package (minutes).
+TORCH_CPU_INDEX = $(shell $(PYTHON) -c "import socket; socket.getaddrinfo('download.pytorch.org', 443)" 2>/dev/null \
+                    && echo --extra-index-url https://download.pytorch.org/whl/cpu)
+TORCH_INDEX ?= $(if $(GPU),--index-url https://download.pytorch.org/whl/cu128,$(TORCH_CPU_INDEX))
 PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
