@@ -14,6 +14,7 @@ Modes (each runs in its own process, so each starts with a clean GPU; results go
               that `compare` holds the quality profile's frames against
   fp8         service in the fast profile without a light decoder: FP8 DiT linears, the Wan VAE
   fast        service in the fast profile: FP8 DiT linears and the light decoder (--light-decoder, random weights)
+  no-channels-last  service with the VAE's convs in the contiguous layout (what the bench ran before run 34)
   compare     seed-1 frames of service-2 / before / fp8 / fast against service's: PSNR, max and mean difference
   report      merge the JSON files into a markdown table and a stage plot (PNG)
 A mode given twice runs twice (results <mode>.json, <mode>-2.json, ...): `bare-load cold bare-load cold`.
@@ -395,7 +396,8 @@ def report(out_dir: Path) -> str:
         add("**service, one replica over two GPUs** (gpus_per_replica: 2)", load["sp2"])
     for mode, name in (("service-2", "service again (restart with the compile cache)"),
                        ("before", "service as before issue 17 (torch's attention order, VAE blocks not compiled)"), ("fp8", "service, fast profile without a light "
-                       "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)")):
+                       "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)"),
+                       ("no-channels-last", "service, VAE convs not channels-last (the bench before run 34)")):
         stem = json.loads(p.read_text()) if (p := out_dir / f"{mode}.json").exists() else None
         if stem and stem.get("runs"):
             add(name, stem)
@@ -499,6 +501,7 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "no-autotune": lambda a: run_service(a, overrides={"cudnn_benchmark": False}),
          "vae-all": lambda a: run_service(a, overrides={"vae_compile_blocks": "all"}),
          "vae-upblocks": lambda a: run_service(a, overrides={"vae_compile_blocks": "up-blocks"}),
+         "no-channels-last": lambda a: run_service(a, overrides={"vae_channels_last": False}),
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
          "bare-sp2": lambda a: run_bare(a, True, gpus=2),
          "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}),
@@ -513,7 +516,9 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
     parser.add_argument("--n", type=int, default=2, help="timed videos per configuration (after a warm-up)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the DiT in cap32/service")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last VAE convs in cap32/service")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="channels-last VAE convs in bare-same/cap32/service (the shipped default; before run 34 "
+                             "the bench left them off unless asked)")
     parser.add_argument("--after-warmup", action="store_true", help="service: time videos after the warm-up ends")
     parser.add_argument("--i2v", type=int, default=2, help="service: image-to-video requests after the text ones")
     parser.add_argument("--attention", default="auto", help="bare-same: SDPA kernel order (auto, torch-default, ...)")
@@ -538,7 +543,7 @@ def main() -> None:
         t = time.perf_counter()
         cmd = [sys.executable, __file__, mode, "--one", "--name", name, "--model-dir", args.model_dir,
                "--out", str(out), "--n", str(args.n)] + (["--compile"] if args.compile else []) \
-            + (["--channels-last"] if args.channels_last else []) + (["--after-warmup"] if args.after_warmup else []) \
+            + (["--channels-last"] if args.channels_last else ["--no-channels-last"]) + (["--after-warmup"] if args.after_warmup else []) \
             + ["--i2v", str(args.i2v), "--attention", args.attention, "--burst", str(args.burst)] + (["--compile-cache", args.compile_cache] if args.compile_cache else []) \
             + ["--light-decoder", args.light_decoder]
         with open(out / f"{name}.log", "wb") as log:

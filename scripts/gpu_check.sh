@@ -4,8 +4,8 @@
 #   bash scripts/gpu_check.sh "tiny full" "variants cap32" "--n 2"   # + full-size model: bench/gpu_bench.py modes
 #   bash scripts/gpu_check.sh vae                # the full-size VAE decode variants alone (bench/vae_decode.py)
 #   bash scripts/gpu_check.sh startup            # Ray and Serve's own start (bench/ray_start.py)
-# First argument: sections (startup, tiny, vae, encode, full); for full, the bench modes and extra bench arguments.
-# Knobs: SKIP_TESTS, GPU_TESTS (pytest paths), SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, VAE_PASSES,
+# First argument: sections (startup, tiny, conv, vae, encode, full); for full, the bench modes and extra bench arguments.
+# Knobs: SKIP_TESTS, GPU_TESTS (pytest paths), SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, VAE_PASSES, VAE_ARGS,
 # *_TIMEOUT.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
@@ -54,11 +54,14 @@ if [[ " $SECTIONS " == *" tiny "* ]]; then
   [ -n "${SKIP_RAY_VS_MP:-}" ] || step ray_vs_mp "${RAY_VS_MP_TIMEOUT:-300}" scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
     --size 1280x704 --frames 121 --n "${RAY_VS_MP_N:-3}" --executors "${EXECUTORS:-ray mp}" --out "$OUT"
 fi
+if [[ " $SECTIONS " == *" conv "* ]]; then  # the VAE's causal convs alone: conv3d against 2D convs (bench/vae_conv.py)
+  step vae_conv "${CONV_TIMEOUT:-200}" python3 bench/vae_conv.py --out "$OUT"
+fi
 if [[ " $SECTIONS " == *" vae "* ]]; then
   export TORCHINDUCTOR_CACHE_DIR=/tmp/vae-cc  # VAE_PASSES=2: a second process with the first one's compile cache
   for pass in $(seq "${VAE_PASSES:-1}"); do
     step "vae_decode-$pass" "${VAE_TIMEOUT:-400}" python3 bench/vae_decode.py --n "${VAE_N:-2}" --profile --out "$OUT" \
-      --tag "-$pass" --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"
+      --tag "-$pass" ${VAE_ARGS:-} --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"
   done
   unset TORCHINDUCTOR_CACHE_DIR
 fi
@@ -80,4 +83,4 @@ echo; echo "== summary"; cat "$OUT/machine.txt"
 for name in "${!status[@]}"; do echo "$name: ${status[$name]}"; done
 [ -f "$OUT/ray_vs_mp.md" ] && cat "$OUT/ray_vs_mp.md"
 [ -f "$OUT/gpu_bench.md" ] && cat "$OUT/gpu_bench.md"
-cat "$OUT"/vae_decode-*.md 2>/dev/null
+cat "$OUT"/vae_decode-*.md "$OUT"/vae_conv.md 2>/dev/null

@@ -91,8 +91,9 @@ class FastVideoSettings(_Section):
                            "seconds more at every start (docs/benchmarks.md, run 28)")
     vae_channels_last: bool = Field(True, description="VAE 3-D convs in channels-last (NDHWC) layout")
     vae_fused_kernels: bool = Field(
-        True, description="Wan VAE: norm + SiLU in one compiled kernel, bf16 upsampling, padding inside the convs "
-                          "(same output)")
+        True, description="Wan VAE: norm + SiLU in one compiled kernel, bf16 upsampling, padding inside the convs, "
+                          "each upsampler as one 2x2 conv, shortcuts added as views (same output within bf16 "
+                          "rounding)")
     vae_compile: bool = Field(
         True, description="with torch_compile: also compile the Wan VAE decoder's residual blocks (a faster "
                           "decode, same output within bf16 rounding; compiled at the warm-up, kept in the cache)")

@@ -8,6 +8,10 @@ those passes over 0.5-1 GB activations cost about as much as the convolutions. `
   (the next conv would cast it to that dtype anyway);
 - runs nearest upsampling in the tensor's own dtype (copying values is exact in any dtype);
 - lets cuDNN do the spatial zero padding of the causal convs instead of an `F.pad` copy;
+- runs each upsampler's nearest 2x upsampling and 3x3 conv as one 2x2 conv at the low resolution whose four
+  output groups are the four pixel parities (the same sums with the weights pre-added: 4/9 of the conv's work,
+  no upsampled copy; equal within bf16 rounding), and adds an up-block's duplicated shortcut as a view in one
+  in-place add (stock: a clone, a repeat, a permuted copy and an add of mixed layouts; same numbers);
 - and, with `compile_decoder_blocks`, compiles each decoder residual block, so the causal caches'
   copies, the residual adds and the norms around its convs run as fewer, fused kernels.
 
@@ -24,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from fastvideo.models.vaes import wanvae
 from torch import nn
+
+from serve_app.backends.fastvideo.upsampling import duplicated_view, fold_upsample_conv
 
 
 def _rms_norm_silu(x: torch.Tensor, weight: torch.Tensor, silu: bool) -> torch.Tensor:
@@ -73,11 +79,40 @@ class PaddedCausalConv3d(wanvae.WanCausalConv3d):
                         self.dilation, self.groups)
 
 
+class ViewShortcutUpBlock(wanvae.WanResidualUpBlock):
+    """The up-block with its DupUp3D shortcut added as a broadcast view of the block's input, in place.
+
+    Stock: `x.clone()`, then DupUp3D's `repeat_interleave`, permuted `contiguous()` copy and an add of a
+    channels-last and a contiguous tensor, at up to 640x352x512 per frame. Each output element is the same
+    input element added (a copy of values), so the sum is the same. The first chunk (which drops a frame) and
+    any factor layout other than Wan's take the stock path."""
+
+    def forward(self, x):
+        shortcut = self.avg_shortcut
+        if shortcut is None or wanvae.first_chunk.get():
+            return wanvae.WanResidualUpBlock.forward(self, x)
+        block_input = x  # no clone: the residual blocks and the upsampler make new tensors
+        for resnet in self.resnets:
+            x = resnet(x)
+        if self.upsampler is not None:
+            x = self.upsampler(x)
+        view = duplicated_view(block_input, shortcut, x.shape) if x.dtype == block_input.dtype else None
+        return x + shortcut(block_input) if view is None else x.view(view.shape).add_(view).view(x.shape)
+
+
 def speed_up_wan_vae(vae: nn.Module, *, fuse_norms: bool = True, native_upsample: bool = True,
-                     conv_padding: bool = True, compiled: bool = True) -> dict:
-    """Switch a loaded Wan VAE's modules to the faster classes above; returns what changed."""
-    counts = {"fused_norms": 0, "native_upsamples": 0, "padded_convs": 0}
+                     conv_padding: bool = True, compiled: bool = True, upsample_blocks: bool = True) -> dict:
+    """Switch a loaded Wan VAE's modules to the faster classes above; returns what changed.
+
+    Run it after the VAE's dtype is set: the folded upsampling weights are made from the weights as they are."""
+    counts = {"fused_norms": 0, "native_upsamples": 0, "padded_convs": 0, "folded_upsample_convs": 0,
+              "view_shortcuts": 0}
     for module in vae.modules():
+        if upsample_blocks and type(module) is wanvae.WanResample and isinstance(module.resample, nn.Sequential):
+            counts["folded_upsample_convs"] += fold_upsample_conv(module.resample)
+        if upsample_blocks and type(module) is wanvae.WanResidualUpBlock:
+            module.__class__ = ViewShortcutUpBlock
+            counts["view_shortcuts"] += module.avg_shortcut is not None
         if fuse_norms and isinstance(module, wanvae.WanResidualBlock):
             for norm in (module.norm1, module.norm2):
                 _fuse(norm, compiled)
