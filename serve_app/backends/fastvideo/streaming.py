@@ -25,7 +25,7 @@ from serve_app.media.yuv import fit_video, rgb_to_i420
 
 VIDEO_SINK = "serve_video_sink"  # batch.extra key: a StreamingEncoder, set inside the worker only
 WARMUP_LATENT_FRAMES = "serve_warmup_latent_frames"  # batch.extra key: decode only this many latent frames (>= 1)
-NO_DECODE = "serve_no_decode"  # batch.extra key: this worker delivers nothing (a replica's GPUs after the first)
+SPLIT_DECODE = "serve_split_decode"  # batch.extra key: (rank, GPUs) of a replica of several; the first delivers
 
 
 class StreamingEncoder:
@@ -82,24 +82,35 @@ class StreamingEncoder:
 class StreamingDecodingStage(DecodingStage):
     """FastVideo's decoding stage, one latent frame at a time into the batch's sink (or into batch.output).
 
-    With a `light_decoder` (the fast profile, light_decoder.py) that decoder replaces the Wan VAE's."""
+    With a `light_decoder` (the fast profile, light_decoder.py) that decoder replaces the Wan VAE's. On a replica of
+    several GPUs (`SPLIT_DECODE`) each decodes a band of columns of one video (split_decode.py); anything else
+    there is decoded by the first GPU alone."""
 
     light_decoder = None
 
     @torch.no_grad()
     def forward(self, batch, fastvideo_args):
         start, warm_up = time.perf_counter(), batch.extra.get(WARMUP_LATENT_FRAMES)
-        if batch.extra.get(NO_DECODE):  # the first GPU decodes and delivers: here the GPU and the CPU stay free
+        one_wan_video = self.light_decoder is None and batch.latents.shape[0] == 1 and not getattr(
+            batch, "return_trajectory_decoded", False) and getattr(fastvideo_args, "output_type", None) != "latent"
+        rank, world = batch.extra.get(SPLIT_DECODE, (0, 1))
+        if rank != 0 and not one_wan_video:  # the first GPU decodes alone: here the GPU and the CPU stay free
             batch.output = torch.empty((1, 3, 0, 1, 1))
             return batch
         if self.light_decoder is not None:  # a warm-up decodes every chunk (each chunk shape tunes its own convs;
             latents = self._denormalize_latents(batch.latents, fastvideo_args)  # the whole decode is cheap)
             return self._deliver(batch, self.light_decoder.stream(latents), start, keep=1 if warm_up else None)
-        if batch.latents.shape[0] != 1 or getattr(batch, "return_trajectory_decoded", False) \
-                or getattr(fastvideo_args, "output_type", None) == "latent":
+        if not one_wan_video:
             return super().forward(batch, fastvideo_args)  # several videos, or what only FastVideo's stage does
         latents = batch.latents if warm_up is None else batch.latents[:, :, :max(1, warm_up)]
-        batch = self._deliver(batch, self.decode_chunks(latents, fastvideo_args), start)
+        chunks = self.decode_chunks(latents, fastvideo_args) if world == 1 else \
+            self.split_chunks(latents, fastvideo_args, rank, world)
+        if rank != 0:  # its bands went to the first GPU
+            for _ in chunks:
+                pass
+            batch.output = torch.empty((1, 3, 0, 1, 1))
+            return batch
+        batch = self._deliver(batch, chunks, start)
         if fastvideo_args.vae_cpu_offload:
             self.vae.to("cpu")
         return batch
@@ -121,6 +132,15 @@ class StreamingDecodingStage(DecodingStage):
             if i == 0:
                 pad_causal_caches(cache)
             yield chunk
+
+    def split_chunks(self, latents, fastvideo_args, rank: int, world: int):
+        """This GPU's band of each chunk (split_decode.py), all-gathered: whole chunks, the same on every GPU."""
+        from serve_app.backends.fastvideo import split_decode
+
+        every = split_decode.bands(latents.shape[-1], world, split_decode.decoder_halo(self.vae.decoder))
+        with split_decode.decoding_band(self.vae.decoder, every[rank]):
+            for kept in split_decode.band_chunks(self.decode_chunks(latents, fastvideo_args), every[rank]):
+                yield split_decode.gather_bands(kept, every, rank)
 
     @staticmethod
     def _deliver(batch, chunks, start: float, keep: int | None = None):

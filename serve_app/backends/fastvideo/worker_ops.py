@@ -73,18 +73,19 @@ def stage_times(logging_info) -> dict[str, float]:
 def forward(wrapper, forward_batch, fastvideo_args, delivery: Delivery) -> ForwardOutput:
     """Run one forward pass and return uint8 frames or a finished MP4, never the fp32 ForwardBatch.
 
-    FastVideo's own Ray path ships the whole batch (the fp32 video alone is 1.3 GB at 1280x704x121)
-    through Ray's object store. Here the video is fitted to the delivered size and converted to YUV 4:2:0
-    uint8 on the GPU and only that leaves; with `delivery.encode` it is encoded while it decodes
-    (streaming.py) and only the MP4 leaves.
+    FastVideo's own Ray path ships the whole batch (the fp32 video alone is 1.3 GB at 1280x704x121) through
+    Ray's object store. Here the video is fitted to the delivered size and converted to YUV 4:2:0 uint8 on the
+    GPU and only that leaves; with `delivery.encode` it is encoded while it decodes: only the MP4 leaves.
     """
-    from serve_app.backends.fastvideo.streaming import NO_DECODE, VIDEO_SINK, StreamingEncoder
+    from serve_app.backends.fastvideo.streaming import SPLIT_DECODE, VIDEO_SINK, StreamingEncoder
 
     torch.cuda.reset_peak_memory_stats()
     sink = path = None
     shape = (forward_batch.num_frames, delivery.height, delivery.width)
-    if getattr(wrapper.worker, "rank", 0) != 0:  # a replica of several GPUs: all denoise, the first delivers
-        forward_batch.extra[NO_DECODE] = True
+    rank, world = getattr(wrapper.worker, "rank", 0), fastvideo_args.num_gpus
+    if world > 1:  # a replica of several GPUs: all denoise, each decodes a band of columns (split_decode.py)
+        forward_batch.extra[SPLIT_DECODE] = (rank, world)
+    if rank != 0:  # the first delivers
         start = time.perf_counter()
         out = wrapper.worker.execute_forward(forward_batch, fastvideo_args)
         return ForwardOutput(shape=shape, stages=stage_times(out.logging_info), forward_s=time.perf_counter() - start,
