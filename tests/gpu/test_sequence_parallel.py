@@ -26,6 +26,7 @@ PARAMS = GenerationParams(prompt="a red car on a street", width=256, height=128,
 
 def tiny_dit_rank(rank: int, world: int, port: int, out: str) -> None:
     """One rank: FastVideo's Wan DiT (tiny, random) with per-token timesteps, as ti2v.py calls it."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # gloo on the CPU, also on a GPU machine (FastVideo would pick CUDA)
     os.environ["FASTVIDEO_ATTENTION_BACKEND"] = "TORCH_SDPA"
     from fastvideo.distributed.parallel_state import init_distributed_environment, initialize_model_parallel
     from fastvideo.platforms import current_platform
@@ -85,6 +86,7 @@ def test_the_dit_split_over_two_processes_gives_one_processs_output(tmp_path):
 
 def split_decode_rank(rank: int, world: int, port: int, out: str) -> None:
     """One rank: the service's streaming decoding stage on a tiny random Wan 2.2 VAE, its band of one video."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # as tiny_dit_rank
     from types import SimpleNamespace
 
     import fastvideo.pipelines.stages.decoding as decoding
