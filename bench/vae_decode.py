@@ -82,6 +82,16 @@ def timed(fn, n: int) -> dict:
             "warmup_s": round(warmup, 1), "peak_gb": round(peak, 2)}
 
 
+def difference(video, stage, z, args, base: str) -> dict:
+    """Largest and mean difference of a decoded video from `stage`'s whole decode of the same latent."""
+    import torch
+
+    with torch.no_grad():
+        diff = (video - stage.decode(z, args)).abs()
+    return {f"max_abs_diff_vs_{base}": round(diff.max().item(), 5),
+            f"mean_abs_diff_vs_{base}": round(diff.mean().item(), 6)}
+
+
 def chunked_decode(stage, z, args, k: int):
     """FastVideo's streaming decode, k latent frames a call (the service streams one a call)."""
     import torch
@@ -163,8 +173,8 @@ def main() -> None:
             # whole; -plain: the service's blocks in FastVideo's own loop (three chunk shapes: before);
             # -before: without the folded upsampling and shortcut views (before run 33)
             if name.startswith("compiled"):
-                blocks = {"compiled-all": "all", "compiled-upblocks": "up-blocks",
-                          "compiled-upblocks-before": "up-blocks"}.get(name, "high-resolution")
+                blocks = {"compiled-all": "all", "compiled-upblocks": "up-blocks"}.get(name.removesuffix("-before"),
+                                                                                        "high-resolution")
                 results.setdefault("kernels", {})[name] = compile_decoder_blocks(vae, blocks)
             stage = StreamingDecodingStage(vae)
             k = int(name.removeprefix("chunk")) if name.startswith("chunk") else 1
@@ -185,10 +195,7 @@ def main() -> None:
                 video = decode(z)
                 base = "all" if "all" in vaes else next(iter(vaes), None)  # else the first eager variant
                 if base is not None:
-                    with torch.no_grad():
-                        diff = (video - DecodingStage(vaes[base]).decode(z, bf16)).abs()
-                    results[name][f"max_abs_diff_vs_{base}"] = round(diff.max().item(), 5)
-                    results[name][f"mean_abs_diff_vs_{base}"] = round(diff.mean().item(), 6)
+                    results[name].update(difference(video, DecodingStage(vaes[base]), z, bf16, base))
                 del video
             except Exception as exc:  # noqa: BLE001 - an experiment that cannot run says why
                 results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
@@ -216,10 +223,7 @@ def main() -> None:
                 results[name]["max_abs_diff_vs_stock"] = round(diff.max().item(), 5)
                 results[name]["mean_abs_diff_vs_stock"] = round(diff.mean().item(), 6)
             elif (base := next(iter(vaes))) != name:  # no stock: against the first variant
-                with torch.no_grad():
-                    diff = (video - DecodingStage(vaes[base]).decode(z, bf16)).abs()
-                results[name][f"max_abs_diff_vs_{base}"] = round(diff.max().item(), 5)
-                results[name][f"mean_abs_diff_vs_{base}"] = round(diff.mean().item(), 6)
+                results[name].update(difference(video, DecodingStage(vaes[base]), z, bf16, base))
             del video
         print(name, json.dumps(results[name]), flush=True)
     if args.profile:

@@ -15,6 +15,7 @@ Imports fastvideo's Wan VAE only through the decoder passed in (no import here).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ class Band:
     keep_stop: int
 
 
+@functools.cache  # per decoder: its modules do not change after the start
 def decoder_halo(decoder: nn.Module) -> int:
     """Latent columns a value moves sideways between the mid block's output and the decoded frame: each conv
     with a spatial kernel k moves it (k - 1) / 2 pixels at its resolution, 2**-level latent columns."""
