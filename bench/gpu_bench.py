@@ -15,6 +15,7 @@ Modes (each runs in its own process, so each starts with a clean GPU; results go
   fp8         service in the fast profile without a light decoder: FP8 DiT linears, the Wan VAE
   fast        service in the fast profile: FP8 DiT linears and the light decoder (--light-decoder, random weights)
   no-channels-last  service with the VAE's convs in the contiguous layout (what the bench ran before run 34)
+  eager-attention   service with the DiT's attention outside its compiled blocks (FastVideo's boundary, before run 36)
   compare     seed-1 frames of service-2 / before / fp8 / fast against service's: PSNR, max and mean difference
   report      merge the JSON files into a markdown table and a stage plot (PNG)
 A mode given twice runs twice (results <mode>.json, <mode>-2.json, ...): `bare-load cold bare-load cold`.
@@ -172,10 +173,12 @@ def run_load(args, omp_threads: str | None) -> dict:
     return out
 
 
-def run_service(args, cold_only: bool = False, replicas: int = 1, overrides: dict | None = None) -> dict:
+def run_service(args, cold_only: bool = False, replicas: int = 1, overrides: dict | None = None,
+                env: dict | None = None) -> dict:
     """`serve run` the shipped config with the full-size model; HTTP submit -> completed (MP4 stored).
     With --burst N: N jobs sent at once once every replica has warmed up (throughput over `replicas` GPUs).
-    `overrides`: serve.yaml args of this configuration (its speed profile, attention kernel)."""
+    `overrides`: serve.yaml args of this configuration (its speed profile, attention kernel); `env`: variables
+    for its processes (the GPU worker inherits them)."""
     import signal
     import tempfile
 
@@ -196,7 +199,7 @@ def run_service(args, cold_only: bool = False, replicas: int = 1, overrides: dic
     base = f"http://127.0.0.1:{config['http_options']['port']}"
     cmd = ["scripts/box.sh", sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # as the container
     env = {"FASTVIDEO_ATTENTION_BACKEND": "TORCH_SDPA", **os.environ,  # Ray's workers inherit the launcher's env
-           "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp")}
+           "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp"), **(env or {})}
     if os.environ.get("STALLWATCH"):  # every process reports GIL or scheduling stalls (bench/stallwatch)
         env.update(STALLWATCH_S=os.environ["STALLWATCH"],
                    PYTHONPATH=f"{ROOT / 'bench/stallwatch'}:{env.get('PYTHONPATH', '')}")
@@ -397,7 +400,8 @@ def report(out_dir: Path) -> str:
     for mode, name in (("service-2", "service again (restart with the compile cache)"),
                        ("before", "service as before issue 17 (torch's attention order, VAE blocks not compiled)"), ("fp8", "service, fast profile without a light "
                        "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)"),
-                       ("no-channels-last", "service, VAE convs not channels-last (the bench before run 34)")):
+                       ("no-channels-last", "service, VAE convs not channels-last (the bench before run 34)"),
+                       ("eager-attention", "service, DiT attention outside the compiled blocks (before run 36)")):
         stem = json.loads(p.read_text()) if (p := out_dir / f"{mode}.json").exists() else None
         if stem and stem.get("runs"):
             add(name, stem)
@@ -463,6 +467,8 @@ def plot_stages(load: dict, path: Path) -> None:
         bars.append(("bare FastVideo\nour settings", load["bare-same"]))
     if "before" in load:
         bars.append(("service before\nissue 17", load["before"]))
+    if "eager-attention" in load:
+        bars.append(("service, DiT attention\noutside its graphs", load["eager-attention"]))
     if "service" in load:
         bars.append(("service\nend to end", load["service"]))
     for mode, label in (("fp8", "fast profile,\nFP8 DiT only"), ("fast", "fast profile,\n+ light decoder")):
@@ -502,6 +508,7 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "vae-all": lambda a: run_service(a, overrides={"vae_compile_blocks": "all"}),
          "vae-upblocks": lambda a: run_service(a, overrides={"vae_compile_blocks": "up-blocks"}),
          "no-channels-last": lambda a: run_service(a, overrides={"vae_channels_last": False}),
+         "eager-attention": lambda a: run_service(a, env={"FASTVIDEO_DISABLE_ATTENTION_COMPILE": "1"}),
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
          "bare-sp2": lambda a: run_bare(a, True, gpus=2),
          "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}),

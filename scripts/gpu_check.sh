@@ -4,7 +4,8 @@
 #   bash scripts/gpu_check.sh "tiny full" "variants cap32" "--n 2"   # + full-size model: bench/gpu_bench.py modes
 #   bash scripts/gpu_check.sh vae                # the full-size VAE decode variants alone (bench/vae_decode.py)
 #   bash scripts/gpu_check.sh startup            # Ray and Serve's own start (bench/ray_start.py)
-# First argument: sections (startup, tiny, conv, vae, encode, full); for full, the bench modes and extra bench arguments.
+#   bash scripts/gpu_check.sh dit                # one full-size DiT forward alone, profiled (bench/dit_step.py)
+# First argument: sections (startup, dit, tiny, conv, vae, encode, full); for full, the bench modes and extra bench arguments.
 # Knobs: SKIP_TESTS, GPU_TESTS (pytest paths), SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, VAE_PASSES, VAE_ARGS,
 # *_TIMEOUT.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
@@ -46,9 +47,12 @@ SECTIONS=${1:-tiny}
 if [[ " $SECTIONS " == *" startup "* ]]; then
   step ray_start "${STARTUP_TIMEOUT:-200}" scripts/box.sh python3 bench/ray_start.py
 fi
+if [[ " $SECTIONS " == *" dit "* ]]; then  # the DiT's forward alone: attention outside/inside the compiled blocks
+  step dit_step "${DIT_TIMEOUT:-300}" python3 bench/dit_step.py --out "$OUT" ${DIT_ARGS:-}
+fi
 if [[ " $SECTIONS " == *" tiny "* ]]; then
   step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
-  [ -n "${SKIP_TESTS:-}" ] || step backend_tests 240 scripts/box.sh python3 -m pytest ${GPU_TESTS:-tests/gpu} -q -p no:cacheprovider -o addopts=""
+  [ -n "${SKIP_TESTS:-}" ] || step backend_tests "${TESTS_TIMEOUT:-240}" scripts/box.sh python3 -m pytest ${GPU_TESTS:-tests/gpu} -q -p no:cacheprovider -o addopts=""
   [ -n "${SKIP_SERVE:-}" ] || step serve_http "${SERVE_TIMEOUT:-270}" scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
     --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
   [ -n "${SKIP_RAY_VS_MP:-}" ] || step ray_vs_mp "${RAY_VS_MP_TIMEOUT:-300}" scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
@@ -83,4 +87,4 @@ echo; echo "== summary"; cat "$OUT/machine.txt"
 for name in "${!status[@]}"; do echo "$name: ${status[$name]}"; done
 [ -f "$OUT/ray_vs_mp.md" ] && cat "$OUT/ray_vs_mp.md"
 [ -f "$OUT/gpu_bench.md" ] && cat "$OUT/gpu_bench.md"
-cat "$OUT"/vae_decode-*.md "$OUT"/vae_conv.md 2>/dev/null
+cat "$OUT"/vae_decode-*.md "$OUT"/vae_conv.md "$OUT"/dit_step.md 2>/dev/null

@@ -24,10 +24,15 @@ PARAMS = GenerationParams(prompt="a red car on a street", width=256, height=128,
                           num_inference_steps=3, guidance_scale=1.0, seed=5)
 
 
-def tiny_dit_rank(rank: int, world: int, port: int, out: str) -> None:
-    """One rank: FastVideo's Wan DiT (tiny, random) with per-token timesteps, as ti2v.py calls it."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # gloo on the CPU, also on a GPU machine (FastVideo would pick CUDA)
+def tiny_dit(rank: int, world: int, port: int):
+    """FastVideo's Wan DiT (tiny, random, fp32) on `world` gloo processes, and its inputs: per-token timesteps
+    as ti2v.py calls it (this rank's share of them). Call in a process of its own (it sets up FastVideo's groups)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # gloo on the CPU, also on a GPU machine
     os.environ["FASTVIDEO_ATTENTION_BACKEND"] = "TORCH_SDPA"
+    import fastvideo.platforms as platforms
+    from fastvideo.platforms.cpu import CpuPlatform
+
+    platforms._current_platform = CpuPlatform()  # FastVideo asks NVML, which sees the GPUs whatever CUDA_VISIBLE_DEVICES says
     from fastvideo.distributed.parallel_state import init_distributed_environment, initialize_model_parallel
     from fastvideo.platforms import current_platform
 
@@ -37,7 +42,6 @@ def tiny_dit_rank(rank: int, world: int, port: int, out: str) -> None:
     type(current_platform).get_attn_backend_cls = classmethod(  # the CPU platform names none: torch's SDPA
         lambda cls, *a, **k: "fastvideo.attention.backends.sdpa.SDPABackend")
     from fastvideo.configs.models.dits import WanVideoConfig
-    from fastvideo.forward_context import set_forward_context
     from fastvideo.models.dits.wanvideo import WanTransformer3DModel
 
     from serve_app.backends.fastvideo.ti2v import _this_ranks_tokens
@@ -56,8 +60,16 @@ def tiny_dit_rank(rank: int, world: int, port: int, out: str) -> None:
     t_frames = torch.full((1, 5), 757, dtype=torch.long)
     t_frames[:, 0] = 0  # the first frame is the image: timestep 0
     t_tokens = _this_ranks_tokens(t_frames.repeat_interleave(4 * 8, dim=1))  # 4 x 8 tokens a frame
+    return model, (latents, text, t_tokens)
+
+
+def tiny_dit_rank(rank: int, world: int, port: int, out: str) -> None:
+    """One rank: the tiny DiT's output, saved by the first."""
+    from fastvideo.forward_context import set_forward_context
+
+    model, inputs = tiny_dit(rank, world, port)
     with torch.no_grad(), set_forward_context(current_timestep=0, attn_metadata=None):
-        video = model(latents, text, t_tokens)
+        video = model(*inputs)
     if rank == 0:
         torch.save(video, out)
 

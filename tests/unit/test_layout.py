@@ -63,7 +63,8 @@ def test_modules_stay_short():
 
 # The library patches: the one module each where FastVideo's internals are touched (compat.py guards them).
 LIBRARY_PATCHES = {"serve_app.backends.fastvideo.stages", "serve_app.backends.fastvideo.vae",
-                   "serve_app.backends.fastvideo.executor", "serve_app.backends.fastvideo.prestart"}
+                   "serve_app.backends.fastvideo.executor", "serve_app.backends.fastvideo.prestart",
+                   "serve_app.backends.fastvideo.dit_compile"}
 # torch's FP8 matmul: private by name, but the one compiled FP8 paths use (torchao, vLLM); Inductor lowers it.
 TORCH_PRIVATE_CALLS = {"torch._scaled_mm"}
 

@@ -122,8 +122,8 @@ class FastVideoBackend(Backend):
         tokens = attention_tokens(g.default_width, g.default_height, g.default_num_frames)
         self.attention = self.run_in_worker(ops.choose_attention_kernel, preference=cfg.attention_kernel, tokens=tokens)
         self.profile = apply_speed_profile(self.run_in_worker, cfg.speed_profile, cfg.light_decoder_path)
-        if cfg.torch_compile:
-            self.run_in_worker(ops.compile_transformer)
+        if cfg.torch_compile:  # the DiT's blocks, their attention inside the graph (dit_compile.py)
+            self.attention.update(self.run_in_worker(ops.compile_transformer))
         if cfg.cudnn_benchmark:
             self.run_in_worker(ops.set_cudnn_benchmark, enabled=True)
         if cfg.vae_channels_last:

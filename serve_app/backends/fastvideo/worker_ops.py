@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_app.backends.fastvideo.dit_compile import compile_transformer  # noqa: F401 - a worker op too
+
 
 class WorkerInfo(BaseModel):
     """The self-check's executor probe: the worker answers, and says what it runs on."""
@@ -225,17 +227,6 @@ def limit_denoising_steps(wrapper, count: int | None) -> dict:
     full = config.serve_full_dmd_steps
     config.dmd_denoising_steps = list(full) if count is None else list(full[:count])
     return {"dmd_denoising_steps": config.dmd_denoising_steps}
-
-
-def compile_transformer(wrapper, mode: str | None = None) -> dict:
-    """torch.compile each DiT block (regional: one compiled block serves all 30, so it compiles in seconds)."""
-    transformer = wrapper.worker.pipeline.get_module("transformer")
-    blocks = getattr(transformer, "blocks", None)
-    if blocks is None:
-        raise RuntimeError(f"{type(transformer).__name__} has no .blocks to compile")
-    for block in blocks:
-        block.compile(mode=mode, dynamic=False)
-    return {"compiled_blocks": len(blocks), "mode": mode or "default"}
 
 
 def set_vae_precision(wrapper, precision: str) -> dict:
