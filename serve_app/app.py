@@ -1,4 +1,6 @@
-"""Build the Serve application from settings: Ingress.bind(Generator.bind(..., board), board).
+"""Build the Serve application from settings: Ingress.bind([Generator.bind(..., board), ...], board).
+
+One Generator deployment a pool of replicas of one width (`replica_pools`; by default one pool).
 
 `configs/serve.yaml` points here (`import_path: serve_app.app:build_app`). Deployment options that
 depend on the hardware (GPU bundles, CPUs) are derived from the resolved settings in one place,
@@ -83,9 +85,21 @@ def build_app(args: dict | None = None) -> Application:
     settings = apply_b2(Settings(**(args or {}))).resolve(
         gpus=gpus, gpu_memory_gb=gpu_memory_gb() if gpus else None, host_memory_gb=host_memory_gb())
     check_links_reach_clients(settings)
-    check_replica_width(settings, node_gpus())
-    logger.info("FastWan Serve settings: backend=%s model=%s device=%s gpus_per_replica=%d storage=%s",
-                settings.backend, settings.model, settings.device, settings.gpus_per_replica, settings.storage_url)
+    logger.info("FastWan Serve settings: backend=%s model=%s device=%s generator pools (GPUs a replica x "
+                "replicas)=%s storage=%s", settings.backend, settings.model, settings.device,
+                [(p.gpus_per_replica, p.num_replicas) for p in settings.pools()], settings.storage_url)
     board = GeneratorBoard.bind()
-    generator = Generator.options(**generator_options(settings)).bind(settings, board)
-    return Ingress.options(ray_actor_options={"num_cpus": 0.5}).bind(generator, board, settings)
+    generators = []
+    for index, pool in enumerate(settings.pools()):  # one deployment a width: Generator, Generator-2, ...
+        pool_settings = settings.model_copy(update={"gpus_per_replica": pool.gpus_per_replica})
+        check_replica_width(pool_settings, node_gpus())
+        options = generator_options(pool_settings)
+        if settings.replica_pools:
+            options.update(name=pool_deployment_name(index), num_replicas=pool.num_replicas)
+        generators.append(Generator.options(**options).bind(pool_settings, board))
+    return Ingress.options(ray_actor_options={"num_cpus": 0.5}).bind(generators, board, settings)
+
+
+def pool_deployment_name(index: int) -> str:
+    """The Serve deployment of the index-th generator pool (`deployments:` in serve.yaml refers to it)."""
+    return "Generator" if index == 0 else f"Generator-{index + 1}"

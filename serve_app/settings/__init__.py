@@ -104,6 +104,8 @@ class Settings(BaseSettings, *reversed(SECTIONS)):
             update["max_pixel_frames"] = pixel_frame_budget(on_gpu, gpu_memory_gb, host_memory_gb)
         if not on_gpu and self.gpus_per_replica > 1:  # the CPU fallback makes each video in one process
             update["gpus_per_replica"] = 1
+        if not on_gpu and any(pool.gpus_per_replica > 1 for pool in self.replica_pools):
+            update["replica_pools"] = [pool.model_copy(update={"gpus_per_replica": 1}) for pool in self.replica_pools]
         if self.job_timeout_s is None:
             update["job_timeout_s"] = 600.0 if on_gpu else 1800.0
         return self.model_copy(update=update)

@@ -47,6 +47,23 @@ class ModelSettings(_Section):
         return self.model == TINY_MODEL
 
 
+class ReplicaPool(BaseModel):
+    """Generator replicas of one width: one Serve deployment of `num_replicas`, each over `gpus_per_replica` GPUs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus_per_replica: int = Field(1, description="GPUs each replica of this pool spreads a video over")
+    num_replicas: int = Field(1, ge=1, le=64, description="replicas in this pool")
+
+    @field_validator("gpus_per_replica")
+    @classmethod
+    def _heads_split_evenly(cls, value: int) -> int:
+        if value not in SEQUENCE_PARALLEL_SIZES:
+            raise ValueError(f"gpus_per_replica must be one of {SEQUENCE_PARALLEL_SIZES}: the DiT's 24 attention "
+                             f"heads are split evenly across a replica's GPUs and its GPUs sit on one node")
+        return value
+
+
 class FastVideoSettings(_Section):
     """The FastVideo backend on a GPU (docs/gpu.md)."""
 
@@ -56,6 +73,12 @@ class FastVideoSettings(_Section):
         1, description="GPUs one generator replica spreads each video over (FastVideo's sequence parallelism: "
                        "the DiT split across them): 1, 2, 4 or 8 on one node; more: a faster video, fewer "
                        "replicas (docs/scaling.md)")
+    replica_pools: list[ReplicaPool] = Field(
+        default_factory=list, description="generator replicas of mixed widths behind one ingress, e.g. "
+                                          "[{gpus_per_replica: 2, num_replicas: 1}, {gpus_per_replica: 1, "
+                                          "num_replicas: 2}] on 4 GPUs: one deployment a pool (Generator, "
+                                          "Generator-2, ...); each job goes to the pool that would finish it "
+                                          "first. Empty: one pool of gpus_per_replica (docs/scaling.md)")
     attention_backend: str = Field(
         "auto", description="FASTVIDEO_ATTENTION_BACKEND (TORCH_SDPA, FLASH_ATTN, ...); auto: FastVideo's choice")
     attention_kernel: Literal["auto", "cudnn", "flash", "efficient", "torch-default"] = Field(
@@ -115,10 +138,11 @@ class FastVideoSettings(_Section):
     @field_validator("gpus_per_replica")
     @classmethod
     def _heads_split_evenly(cls, value: int) -> int:
-        if value not in SEQUENCE_PARALLEL_SIZES:
-            raise ValueError(f"gpus_per_replica must be one of {SEQUENCE_PARALLEL_SIZES}: the DiT's 24 attention "
-                             f"heads are split evenly across a replica's GPUs and its GPUs sit on one node")
-        return value
+        return ReplicaPool(gpus_per_replica=value).gpus_per_replica
+
+    def pools(self) -> list[ReplicaPool]:
+        """The generator pools to deploy: `replica_pools`, or one pool of `gpus_per_replica`."""
+        return self.replica_pools or [ReplicaPool(gpus_per_replica=self.gpus_per_replica)]
 
 
 class GenerationSettings(_Section):

@@ -96,3 +96,28 @@ def test_a_queue_scales_the_generator_out(tiny_model_root, tmp_path):
         stop_service(proc, ray_tmp)
     assert all(j["status"] == "completed" for j in jobs), jobs
     assert replicas == 2 and len({j["metrics"]["replica"] for j in jobs}) == 2
+
+
+def test_replica_pools_are_deployed_side_by_side_and_both_take_jobs(tiny_model_root, tmp_path):
+    """`replica_pools` (mixed widths; on a CPU every width is 1): one Generator deployment a pool, behind the
+    one ingress, which spreads a burst over both by their expected finish (jobs/pools.py)."""
+    def two_pools(app):
+        app["args"]["replica_pools"] = [{"gpus_per_replica": 2, "num_replicas": 1},
+                                        {"gpus_per_replica": 1, "num_replicas": 1}]
+        app["deployments"] += [{"name": name, "ray_actor_options": {"num_cpus": 0.5}}
+                               for name in ("Generator", "Generator-2")]
+
+    proc, base, ray_tmp = serve("serve.yaml", tmp_path, tiny_model_root, two_pools)
+    try:
+        wait_http(f"{base}/ready", timeout_s=240)
+        for _ in range(120):
+            if httpx.get(f"{base}/ready", timeout=10).json()["generators"].get("ready") == 2:
+                break
+            time.sleep(0.5)
+        jobs = run_jobs(base, 4)
+        log = (tmp_path / "log").read_text(errors="replace")
+    finally:
+        stop_service(proc, ray_tmp)
+    assert all(j["status"] == "completed" for j in jobs), jobs
+    assert len({j["metrics"]["replica"] for j in jobs}) == 2, [j["metrics"]["replica"] for j in jobs]
+    assert "generator pools (GPUs a replica x replicas)=[(1, 1), (1, 1)]" in log  # widths of 2 need a GPU
