@@ -173,11 +173,12 @@ def main() -> None:
         print(name, json.dumps(results[name])[:1500], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU", "size": args.size, "tokens": int(inputs[2].numel()),
-               "variants": results}
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    summary = {"gpu": gpu, "size": args.size, "tokens": int(inputs[2].numel()), "variants": results}
     (out / "dit_step.json").write_text(json.dumps(summary, indent=2))
     rows = [f"DiT forward alone, {summary['gpu']}, {args.size} ({summary['tokens']} tokens), median of {args.n}", "",
-            "| variant | ms a forward | x3 steps s | graphs / breaks | GEMM / attention / Triton / other ms | launches |",
+            "| variant | ms a forward | x3 steps s | graphs / breaks | GEMM / attention / Triton / other ms "
+            "| launches |",
             "|---|---|---|---|---|---|"]
     for name, r in results.items():
         kinds = r["ms_by_kind"]

@@ -32,7 +32,8 @@ def tiny_dit(rank: int, world: int, port: int):
     import fastvideo.platforms as platforms
     from fastvideo.platforms.cpu import CpuPlatform
 
-    platforms._current_platform = CpuPlatform()  # FastVideo asks NVML, which sees the GPUs whatever CUDA_VISIBLE_DEVICES says
+    # FastVideo picks its platform by asking NVML, which sees the GPUs whatever CUDA_VISIBLE_DEVICES says
+    platforms._current_platform = CpuPlatform()
     from fastvideo.distributed.parallel_state import init_distributed_environment, initialize_model_parallel
     from fastvideo.platforms import current_platform
 

@@ -1,8 +1,9 @@
 """The FastVideo versions this backend's patches were written and measured against, checked at start.
 
 The backend changes FastVideo in four places, each in one module: its Ray executor (executor.py), its
-pipeline stages (stages.py), its Wan VAE (vae.py) and its DiT attention's compile boundary (dit_compile.py). They rely on internals that FastVideo may change
-in any release, so a version outside TESTED fails at load with a message, not later with a stack trace.
+pipeline stages (stages.py), its Wan VAE (vae.py) and its DiT attention's compile boundary (dit_compile.py).
+They rely on internals that FastVideo may change in any release, so a version outside TESTED fails at load
+with a message, not later with a stack trace.
 """
 
 from __future__ import annotations
