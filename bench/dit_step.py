@@ -10,7 +10,7 @@ service compiles them (`serve_app/backends/fastvideo/dit_compile.py`):
   before run 36;
 - `attention-in-graph`: the attention traced into each block's graph (the service's default now).
 
-For each: milliseconds a forward (median of --n, CUDA events), graphs and graph breaks, and one forward
+For each: milliseconds a forward (median of --n, wall clock between CUDA synchronizations), graphs and graph breaks, and one forward
 profiled kernel by kernel, summed by kind (GEMM, attention, Triton-fused, other); the largest output
 difference against the first variant. Writes OUT/dit_step.{json,md}.
 
@@ -90,7 +90,8 @@ def profile(call) -> dict:
             kernels.setdefault(event.name, []).append(event.device_time / 1000)
     by_kind: dict[str, float] = {}
     for name, times in kernels.items():
-        by_kind[kind_of(name)] = by_kind.get(kind_of(name), 0.0) + sum(times)
+        kind = kind_of(name)
+        by_kind[kind] = by_kind.get(kind, 0.0) + sum(times)
     top = sorted(kernels.items(), key=lambda kv: -sum(kv[1]))[:12]
     return {"ms_by_kind": {k: round(v, 2) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
             "kernel_launches": sum(len(t) for t in kernels.values()),

@@ -174,11 +174,11 @@ def run_load(args, omp_threads: str | None) -> dict:
 
 
 def run_service(args, cold_only: bool = False, replicas: int = 1, overrides: dict | None = None,
-                env: dict | None = None) -> dict:
+                extra_env: dict | None = None) -> dict:
     """`serve run` the shipped config with the full-size model; HTTP submit -> completed (MP4 stored).
     With --burst N: N jobs sent at once once every replica has warmed up (throughput over `replicas` GPUs).
-    `overrides`: serve.yaml args of this configuration (its speed profile, attention kernel); `env`: variables
-    for its processes (the GPU worker inherits them)."""
+    `overrides`: serve.yaml args of this configuration (its speed profile, attention kernel); `extra_env`:
+    variables for its processes (the GPU worker inherits them)."""
     import signal
     import tempfile
 
@@ -199,7 +199,7 @@ def run_service(args, cold_only: bool = False, replicas: int = 1, overrides: dic
     base = f"http://127.0.0.1:{config['http_options']['port']}"
     cmd = ["scripts/box.sh", sys.executable, "-m", "serve_app.launch", str(work / "serve.yaml")]  # as the container
     env = {"FASTVIDEO_ATTENTION_BACKEND": "TORCH_SDPA", **os.environ,  # Ray's workers inherit the launcher's env
-           "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp"), **(env or {})}
+           "RAY_TMPDIR": tempfile.mkdtemp(prefix="svr-", dir="/tmp"), **(extra_env or {})}
     if os.environ.get("STALLWATCH"):  # every process reports GIL or scheduling stalls (bench/stallwatch)
         env.update(STALLWATCH_S=os.environ["STALLWATCH"],
                    PYTHONPATH=f"{ROOT / 'bench/stallwatch'}:{env.get('PYTHONPATH', '')}")
@@ -508,7 +508,7 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "vae-all": lambda a: run_service(a, overrides={"vae_compile_blocks": "all"}),
          "vae-upblocks": lambda a: run_service(a, overrides={"vae_compile_blocks": "up-blocks"}),
          "no-channels-last": lambda a: run_service(a, overrides={"vae_channels_last": False}),
-         "eager-attention": lambda a: run_service(a, env={"FASTVIDEO_DISABLE_ATTENTION_COMPILE": "1"}),
+         "eager-attention": lambda a: run_service(a, extra_env={"FASTVIDEO_DISABLE_ATTENTION_COMPILE": "1"}),
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
          "bare-sp2": lambda a: run_bare(a, True, gpus=2),
          "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}),
