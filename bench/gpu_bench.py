@@ -16,7 +16,8 @@ Modes (each runs in its own process, so each starts with a clean GPU; results go
   fast        service in the fast profile: FP8 DiT linears and the light decoder (--light-decoder, random weights)
   no-channels-last  service with the VAE's convs in the contiguous layout (what the bench ran before run 34)
   eager-attention   service with the DiT's attention outside its compiled blocks (FastVideo's boundary, before run 36)
-  compare     seed-1 frames of service-2 / before / fp8 / fast against service's: PSNR, max and mean difference
+  eager-noise       service with the initial noise drawn in FastVideo's latent stage, not ahead (before run 39)
+  compare     seed-1 frames of service-2 / eager-noise / before / fp8 / fast against service's: PSNR, max and mean difference
   report      merge the JSON files into a markdown table and a stage plot (PNG)
 A mode given twice runs twice (results <mode>.json, <mode>-2.json, ...): `bare-load cold bare-load cold`.
 
@@ -331,7 +332,7 @@ def compare_frames(out_dir: Path) -> dict:
         return probe_mp4(Path(sample).read_bytes())[1].astype(np.float32) if sample else None
 
     reference, result = frames("service"), {}
-    for name in ("service-2", "before", "fp8", "fast"):
+    for name in ("service-2", "eager-noise", "before", "fp8", "fast"):
         other = frames(name) if reference is not None else None
         if other is None or other.shape != reference.shape:
             continue
@@ -401,7 +402,8 @@ def report(out_dir: Path) -> str:
                        ("before", "service as before issue 17 (torch's attention order, VAE blocks not compiled)"), ("fp8", "service, fast profile without a light "
                        "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)"),
                        ("no-channels-last", "service, VAE convs not channels-last (the bench before run 34)"),
-                       ("eager-attention", "service, DiT attention outside the compiled blocks (before run 36)")):
+                       ("eager-attention", "service, DiT attention outside the compiled blocks (before run 36)"),
+                       ("eager-noise", "service, initial noise drawn in the latent stage (before run 39)")):
         stem = json.loads(p.read_text()) if (p := out_dir / f"{mode}.json").exists() else None
         if stem and stem.get("runs"):
             add(name, stem)
@@ -469,6 +471,8 @@ def plot_stages(load: dict, path: Path) -> None:
         bars.append(("service before\nissue 17", load["before"]))
     if "eager-attention" in load:
         bars.append(("service, DiT attention\noutside its graphs", load["eager-attention"]))
+    if "eager-noise" in load:
+        bars.append(("service, noise drawn\nin the latent stage", load["eager-noise"]))
     if "service" in load:
         bars.append(("service\nend to end", load["service"]))
     for mode, label in (("fp8", "fast profile,\nFP8 DiT only"), ("fast", "fast profile,\n+ light decoder")):
@@ -509,6 +513,7 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "vae-upblocks": lambda a: run_service(a, overrides={"vae_compile_blocks": "up-blocks"}),
          "no-channels-last": lambda a: run_service(a, overrides={"vae_channels_last": False}),
          "eager-attention": lambda a: run_service(a, extra_env={"FASTVIDEO_DISABLE_ATTENTION_COMPILE": "1"}),
+         "eager-noise": lambda a: run_service(a, extra_env={"FASTWAN_NOISE_PREFETCH": "0"}),
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
          "bare-sp2": lambda a: run_bare(a, True, gpus=2),
          "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}),

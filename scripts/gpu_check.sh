@@ -5,7 +5,8 @@
 #   bash scripts/gpu_check.sh vae                # the full-size VAE decode variants alone (bench/vae_decode.py)
 #   bash scripts/gpu_check.sh startup            # Ray and Serve's own start (bench/ray_start.py)
 #   bash scripts/gpu_check.sh dit                # one full-size DiT forward alone, profiled (bench/dit_step.py)
-# First argument: sections (startup, dit, tiny, conv, vae, encode, full); for full, the bench modes and extra bench arguments.
+#   bash scripts/gpu_check.sh noise              # the initial noise's draw, stock and ahead (bench/noise_draw.py)
+# First argument: sections (startup, dit, noise, tiny, conv, vae, encode, full); for full, the bench modes and extra bench arguments.
 # Knobs: SKIP_TESTS, GPU_TESTS (pytest paths), SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, VAE_PASSES, VAE_ARGS,
 # *_TIMEOUT.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
@@ -50,6 +51,9 @@ fi
 if [[ " $SECTIONS " == *" dit "* ]]; then  # the DiT's forward alone: attention outside/inside the compiled blocks
   step dit_step "${DIT_TIMEOUT:-300}" python3 bench/dit_step.py --out "$OUT" ${DIT_ARGS:-}
 fi
+if [[ " $SECTIONS " == *" noise "* ]]; then  # the initial noise's draw: FastVideo's stage, and drawn ahead
+  step noise_draw "${NOISE_TIMEOUT:-120}" scripts/box.sh python3 bench/noise_draw.py --out "$OUT"
+fi
 if [[ " $SECTIONS " == *" tiny "* ]]; then
   step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
   [ -n "${SKIP_TESTS:-}" ] || step backend_tests "${TESTS_TIMEOUT:-240}" scripts/box.sh python3 -m pytest ${GPU_TESTS:-tests/gpu} -q -p no:cacheprovider -o addopts=""
@@ -87,4 +91,4 @@ echo; echo "== summary"; cat "$OUT/machine.txt"
 for name in "${!status[@]}"; do echo "$name: ${status[$name]}"; done
 [ -f "$OUT/ray_vs_mp.md" ] && cat "$OUT/ray_vs_mp.md"
 [ -f "$OUT/gpu_bench.md" ] && cat "$OUT/gpu_bench.md"
-cat "$OUT"/vae_decode-*.md "$OUT"/vae_conv.md "$OUT"/dit_step.md 2>/dev/null
+cat "$OUT"/vae_decode-*.md "$OUT"/vae_conv.md "$OUT"/dit_step.md "$OUT"/noise_draw.md 2>/dev/null

@@ -59,7 +59,7 @@ class FastVideoBackend(Backend):
         self.worker = None  # worker_ops.WorkerInfo once loaded
         self.options: dict = {}
         self.cache: dict = {}
-        self.attention, self.profile = {}, {}  # what the worker chose: attention kernel, speed profile
+        self.attention, self.profile, self.noise = {}, {}, {}  # the worker's attention kernel, profile, noise draw
         self.prestarted = None
         self._busy = threading.Lock()
         self._broken: str | None = None
@@ -99,7 +99,7 @@ class FastVideoBackend(Backend):
             vae_channels_last=cfg.vae_channels_last, vae_fused_kernels=cfg.vae_fused_kernels, **vae_kernels,
             encode_in_worker=self.encodes_in_worker, gpu_memory_limit_gb=cfg.gpu_memory_limit_gb,
             gpus_per_replica=self.generator.fastvideo_args.num_gpus,
-            prestarted_worker=self._prestart_state(), **self.cache, **self.attention, **self.profile,
+            prestarted_worker=self._prestart_state(), **self.cache, **self.attention, **self.profile, **self.noise,
             **(self.run_in_worker(early_vae_report) if self.prestarted is not None else {}),
         )
 
@@ -114,7 +114,7 @@ class FastVideoBackend(Backend):
         """The model settings, applied in the GPU worker; returns what the VAE's kernels and compile changed."""
         ops, cfg = _ops(), self.fastvideo
         self.run_in_worker(ops.set_vae_precision, precision=cfg.vae_precision)
-        self.run_in_worker(ops.install_stages)
+        self.noise = {"initial_noise": self.run_in_worker(ops.install_stages).get("latent_preparation_stage")}
         if cfg.gpu_memory_limit_gb:
             self.run_in_worker(ops.limit_memory, gigabytes=cfg.gpu_memory_limit_gb)
         self.cache = self.run_in_worker(ops.use_compile_cache, directory=str(cfg.compile_cache_dir))

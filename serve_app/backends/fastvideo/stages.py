@@ -1,7 +1,8 @@
 """The stages patch: where this backend swaps stages of FastVideo's FastWan2.2 pipeline, inside the worker.
 
-Two stages change, nothing in site-packages does: the DMD denoising stage gains Wan2.2 TI2V first-frame
-conditioning (ti2v.py), and the decoding stage can stream into an MP4 encoder (streaming.py). FastVideo
+Three stages change, nothing in site-packages does: the latent stage takes the initial noise drawn while the
+text encoder ran (noise.py), the DMD denoising stage gains Wan2.2 TI2V first-frame conditioning (ti2v.py),
+and the decoding stage can stream into an MP4 encoder (streaming.py). FastVideo
 keeps its stages in a list, a name -> stage dict and an attribute each; `replace_stage` keeps all three
 in step. compat.py names the FastVideo versions this was written against.
 Imports fastvideo: it runs in the GPU worker.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from fastvideo.pipelines.stages.denoising import DmdDenoisingStage
 
+from serve_app.backends.fastvideo.noise import install_noise_draw, prefetching_latent_stage
 from serve_app.backends.fastvideo.streaming import StreamingDecodingStage
 from serve_app.backends.fastvideo.ti2v import Ti2vDmdDenoisingStage
 
@@ -23,6 +25,11 @@ def get_stage(pipeline, name: str):
     return pipeline._stage_name_mapping[name]
 
 
+def find_stage(pipeline, name: str):
+    """The stage `name`, or None before FastVideo has created its stages."""
+    return getattr(pipeline, "_stage_name_mapping", {}).get(name)
+
+
 def replace_stage(pipeline, name: str, new) -> None:
     """Put `new` where the pipeline's stage `name` is (matched by identity)."""
     old = pipeline._stage_name_mapping[name]
@@ -33,9 +40,16 @@ def replace_stage(pipeline, name: str, new) -> None:
 
 
 def install_serving_stages(pipeline) -> dict:
-    """Swap in the TI2V denoising stage and the streaming decode (each inert unless a request uses it)."""
+    """Swap in the noise prefetch, the TI2V denoising stage and the streaming decode (each inert unless a
+    request uses it)."""
     pipeline.post_init()  # FastVideo creates the stages lazily, at the first forward; create them now
     done = {}
+    latent = get_stage(pipeline, "latent_preparation_stage")
+    if hasattr(latent, "noise_dtype"):
+        done["latent_preparation_stage"] = "already installed"
+    else:
+        replace_stage(pipeline, "latent_preparation_stage", prefetching_latent_stage(latent))
+        done["latent_preparation_stage"] = f"initial noise: {install_noise_draw()}"
     denoise = get_stage(pipeline, "denoising_stage")
     if isinstance(denoise, Ti2vDmdDenoisingStage):
         done["denoising_stage"] = "already installed"

@@ -79,8 +79,13 @@ def forward(wrapper, forward_batch, fastvideo_args, delivery: Delivery) -> Forwa
     Ray's object store. Here the video is fitted to the delivered size and converted to YUV 4:2:0 uint8 on the
     GPU and only that leaves; with `delivery.encode` it is encoded while it decodes: only the MP4 leaves.
     """
+    from serve_app.backends.fastvideo.noise import start_prefetch
+    from serve_app.backends.fastvideo.stages import find_stage
     from serve_app.backends.fastvideo.streaming import SPLIT_DECODE, VIDEO_SINK, StreamingEncoder
 
+    latent_stage = find_stage(wrapper.worker.pipeline, "latent_preparation_stage")
+    # the initial noise, drawn while the text encodes, with the args the worker's pipeline runs with
+    start_prefetch(latent_stage, forward_batch, wrapper.worker.fastvideo_args)
     torch.cuda.reset_peak_memory_stats()
     sink = path = None
     shape = (forward_batch.num_frames, delivery.height, delivery.width)
