@@ -108,12 +108,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "noise_draw.json").write_text(json.dumps(result, indent=2))
-    keys = [k for k in result["float32"]]
-    rows = [f"noise draw on {result['device']} (torch {result['torch']}), latent {shape}",
-            "", "| dtype | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    rows += [f"| {d} | " + " | ".join(str(result[d][k]) for k in keys) + " |" for d in ("float32", "bfloat16")]
-    (out / "noise_draw.md").write_text("\n".join(rows) + "\n")
-    print("\n".join(rows))
+    keys = list(result["float32"])
+    lines = [f"noise draw on {result['device']} (torch {result['torch']}), latent {shape}",
+             "", "| dtype | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines += [f"| {d} | " + " | ".join(str(result[d][k]) for k in keys) + " |" for d in ("float32", "bfloat16")]
+    (out / "noise_draw.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
