@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -87,12 +88,8 @@ def one_and_two_processes(rank_fn, tmp_path):
             port = s.getsockname()[1]
         outputs.append(tmp_path / f"{rank_fn.__name__}{world}.pt")
         # no GPU from the start: set in the child after torch's import, dynamo still thought CUDA was there (run 39)
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-        try:
+        with mock.patch.dict(os.environ, CUDA_VISIBLE_DEVICES=""):
             mp.spawn(rank_fn, args=(world, port, str(outputs[-1])), nprocs=world, join=True)
-        finally:
-            os.environ.pop("CUDA_VISIBLE_DEVICES") if visible is None else os.environ.update(CUDA_VISIBLE_DEVICES=visible)
     return [torch.load(p) for p in outputs]
 
 
