@@ -89,10 +89,13 @@ def test_replicas_on_worker_nodes_and_a_node_lost_mid_job(tiny_model_root, tmp_p
         long = httpx.post(f"{base}/v1/videos", timeout=30, json={
             "prompt": "a long one", "size": "256x256", "num_frames": 17, "num_inference_steps": 40}).json()
         deadline = time.monotonic() + 120
-        while (job := httpx.get(f"{base}/v1/videos/{long['id']}", timeout=10).json())["status"] == "queued":
-            assert time.monotonic() < deadline
+        record_file = tmp_path / "data" / "jobs" / f"{long['id']}.json"
+        # The job's record names its node once a replica has it; it is stored a moment after the job starts.
+        while not json.loads(record_file.read_text())["metrics"].get("node"):
+            assert time.monotonic() < deadline, record_file.read_text()
             time.sleep(0.2)
-        record = json.loads((tmp_path / "data" / "jobs" / f"{long['id']}.json").read_text())
+        record = json.loads(record_file.read_text())
+        assert record["status"] == "in_progress", record
         running_on = placed[record["metrics"]["node"]]
         workers[running_on].kill()  # the node running the job, outright
         deadline = time.monotonic() + 240
