@@ -27,8 +27,11 @@ $(VENV)/.base: pyproject.toml requirements/lock.txt requirements/torch.txt
 	$(PIP) --no-deps -e .
 	touch $@
 
-$(VENV)/.test: $(VENV)/.base requirements/lock-test.txt
+# The tests also take FastVideo on a CPU machine (tests/fastvideo: its DiT and VAE code over gloo processes);
+# without its dependencies, as on a GPU: the lock holds what its modules import.
+$(VENV)/.test: $(VENV)/.base requirements/lock-test.txt requirements/fastvideo.txt
 	$(PIP) --no-deps --require-hashes -r requirements/lock-test.txt
+	$(PIP) --no-deps --require-hashes -r requirements/fastvideo.txt
 	touch $@
 
 tiny-model: $(VENV)/.base

@@ -56,7 +56,7 @@ if [[ " $SECTIONS " == *" noise "* ]]; then  # the initial noise's draw: FastVid
 fi
 if [[ " $SECTIONS " == *" tiny "* ]]; then
   step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
-  [ -n "${SKIP_TESTS:-}" ] || step backend_tests "${TESTS_TIMEOUT:-240}" scripts/box.sh python3 -m pytest ${GPU_TESTS:-tests/gpu} -q -p no:cacheprovider -o addopts=""
+  [ -n "${SKIP_TESTS:-}" ] || step backend_tests "${TESTS_TIMEOUT:-240}" scripts/box.sh python3 -m pytest ${GPU_TESTS:-tests/gpu tests/fastvideo} -q -p no:cacheprovider -o addopts=""
   [ -n "${SKIP_SERVE:-}" ] || step serve_http "${SERVE_TIMEOUT:-270}" scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
     --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
   [ -n "${SKIP_RAY_VS_MP:-}" ] || step ray_vs_mp "${RAY_VS_MP_TIMEOUT:-300}" scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \

@@ -1,7 +1,7 @@
 """The initial noise drawn ahead (backends/fastvideo/noise.py): taken only when provably the stage's own draw.
 
 The draw here is what FastVideo's latent stage does (diffusers' randn_tensor: torch.randn from the CPU
-generator in the prompt embeddings' dtype); the real stage is checked in tests/gpu/test_noise_prefetch.py.
+generator in the prompt embeddings' dtype); the real stage is checked in tests/fastvideo/test_noise_prefetch.py.
 """
 
 from types import SimpleNamespace

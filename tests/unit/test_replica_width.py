@@ -2,7 +2,8 @@
 
 What is decided before FastVideo runs is tested here: the setting's values, the Ray placement that puts a
 replica's GPUs on one node, FastVideo's arguments, and the start-up refusals. FastVideo's sequence
-parallelism itself needs CUDA and two GPUs (tests/gpu/test_sequence_parallel.py).
+parallelism itself: over two gloo processes in tests/fastvideo/test_split_over_processes.py, over two GPUs in
+tests/gpu/test_sequence_parallel.py.
 """
 
 import pytest

@@ -1,7 +1,7 @@
 """One video's VAE decode over a replica's GPUs (serve_app/backends/fastvideo/split_decode.py), its pure-torch parts.
 
 The bands, the halo counted from a decoder's modules, the mid block's crop and the gather over two gloo
-processes. The Wan decoder itself decoded in bands (equal to a whole decode): tests/gpu/test_sequence_parallel.py.
+processes. The Wan decoder itself decoded in bands (equal to a whole decode): tests/fastvideo/test_split_over_processes.py.
 """
 
 import socket

@@ -1,14 +1,26 @@
-"""The fused-kernel Wan VAE (serve_app.backends.fastvideo.vae) gives FastVideo's own output, on a small random VAE."""
+"""The fused-kernel Wan VAE (serve_app.backends.fastvideo.vae) gives FastVideo's own output, on a small random VAE.
+
+On the GPU where there is one (scripts/gpu_check.sh: cuDNN's convs, TF32 off where it says), else on the CPU (CI).
+"""
 
 import copy
 from types import SimpleNamespace
 
 import pytest
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True)
+def fastvideo_decodes_here(monkeypatch):
+    import fastvideo.pipelines.stages.decoding as decoding
+
+    monkeypatch.setattr(decoding, "get_local_torch_device", lambda: torch.device(DEVICE))
 
 
 @pytest.fixture(scope="module")
 def vaes():
-    import torch
     from fastvideo.configs.models.vaes import WanVAEConfig
     from fastvideo.configs.models.vaes.wanvae import WanVAEArchConfig
     from fastvideo.models.vaes.wanvae import AutoencoderKLWan
@@ -20,7 +32,7 @@ def vaes():
                             temperal_downsample=(False, True, True), in_channels=12, out_channels=12, patch_size=2,
                             scale_factor_spatial=16, scale_factor_temporal=4, is_residual=True,
                             latents_mean=(0.0,) * 48, latents_std=(1.0,) * 48)
-    stock = AutoencoderKLWan(WanVAEConfig(arch_config=arch)).eval().cuda()
+    stock = AutoencoderKLWan(WanVAEConfig(arch_config=arch)).eval().to(DEVICE)
     for p in stock.parameters():
         torch.nn.init.normal_(p, std=0.05)
     fast = copy.deepcopy(stock)
@@ -36,11 +48,9 @@ def test_every_norm_upsample_and_conv_is_switched_and_the_weights_keep_their_nam
 
 
 def test_fp32_decode_and_encode_match(vaes):
-    import torch
-
     stock, fast, _ = vaes
-    z = torch.randn(1, 48, 3, 8, 12, device="cuda")
-    x = torch.rand(1, 3, 5, 128, 192, device="cuda") * 2 - 1
+    z = torch.randn(1, 48, 3, 8, 12, device=DEVICE)
+    x = torch.rand(1, 3, 5, 128, 192, device=DEVICE) * 2 - 1
     # TF32 off: the folded upsampling's convs add the same products in another order, which TF32's 10-bit
     # inputs would turn into 1e-4-sized differences (run 33)
     with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True,
@@ -50,12 +60,10 @@ def test_fp32_decode_and_encode_match(vaes):
 
 
 def test_bf16_autocast_decode_matches_within_bf16_rounding(vaes):
-    import torch
-
     stock, fast, _ = vaes
-    z = torch.randn(1, 48, 3, 8, 12, device="cuda")
+    z = torch.randn(1, 48, 3, 8, 12, device=DEVICE)
     stock_bf16, fast_bf16 = copy.deepcopy(stock).bfloat16(), copy.deepcopy(fast).bfloat16()
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(DEVICE, dtype=torch.bfloat16):
         want, got = stock_bf16.decode(z), fast_bf16.decode(z)
     assert got.dtype == want.dtype
     assert (got - want).abs().max().item() <= 2 ** -5  # a few bf16 ulps of a value in [-1, 1]
@@ -70,8 +78,6 @@ def _fp32_args():
 def _chunked(vae, z, service: bool = True):
     """The service's chunk loop (streaming.py: the first chunk eager, its one-frame caches zero-padded), or
     FastVideo's own streaming loop (one latent frame a call, the caches as they come)."""
-    import torch
-
     from serve_app.backends.fastvideo.streaming import StreamingDecodingStage
 
     stage, args = StreamingDecodingStage(vae), _fp32_args()
@@ -88,11 +94,10 @@ def _chunked(vae, z, service: bool = True):
 def test_the_service_chunk_loop_gives_fastvideos_decode(vaes):
     """Zero-padding the first chunk's one-frame caches changes no number (FastVideo's stock VAE, fp32): the same
     as FastVideo's own streaming loop, and both as its whole-video decode within conv-algorithm rounding."""
-    import torch
     from fastvideo.pipelines.stages.decoding import DecodingStage
 
     stock, _, _ = vaes
-    z = torch.randn(1, 48, 5, 8, 12, device="cuda")
+    z = torch.randn(1, 48, 5, 8, 12, device=DEVICE)
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
         got = _chunked(stock, z)
         assert torch.equal(got, _chunked(stock, z, service=False))
@@ -104,12 +109,10 @@ def test_the_service_chunk_loop_gives_fastvideos_decode(vaes):
 def test_compiled_decoder_blocks_match_and_trace_once(vaes):
     """The last two up-stages' residual blocks compiled: the fp32 decode is unchanged; the service's loop traces
     at its three-frame warm-up every graph a longer decode needs, fewer than FastVideo's loop does."""
-    import torch
-
     from serve_app.backends.fastvideo.vae import compile_decoder_blocks
 
     _, fast, _ = vaes  # its uncompiled blocks run the same shapes here as the compiled copies'
-    z = torch.randn(1, 48, 6, 8, 12, device="cuda")
+    z = torch.randn(1, 48, 6, 8, 12, device=DEVICE)
     want = _chunked(fast, z)  # also traces the fused norm kernel (not a block) for these shapes
     _chunked(fast, z, service=False)
     traced = {}
@@ -132,8 +135,6 @@ def test_the_shortcut_views_and_the_folded_upsampling_change_only_rounding(vaes)
     2x2 convs (the same sums) agree within fp32 rounding. Not bit for bit on a GPU: the in-place add keeps the
     channels-last layout where the stock add of two layouts may not, and the next convs then pick other cuDNN
     algorithms (run 35 saw `torch.equal` fail here while every other comparison held)."""
-    import torch
-
     from serve_app.backends.fastvideo.vae import speed_up_wan_vae
 
     stock, fast, _ = vaes
@@ -143,7 +144,7 @@ def test_the_shortcut_views_and_the_folded_upsampling_change_only_rounding(vaes)
     for module in views_only.modules():
         if hasattr(module, "folded_weight"):
             del module.folded_weight  # back to the stock upsample + conv
-    z = torch.randn(1, 48, 4, 8, 12, device="cuda")
+    z = torch.randn(1, 48, 4, 8, 12, device=DEVICE)
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
         want = _chunked(before, z)
         torch.testing.assert_close(_chunked(views_only, z), want, rtol=1e-5, atol=1e-5)
