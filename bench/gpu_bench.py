@@ -43,6 +43,9 @@ sys.path.insert(0, str(ROOT))
 from start_timeline import describe, timeline  # noqa: E402 - bench/ is this script's own folder
 
 SIZE = dict(width=1280, height=704, num_frames=121)
+# Over several GPUs in box.sh's 64 MiB /dev/shm: NCCL's log names each channel's transport (P2P, SHM, NET) and any
+# shared-memory segment it could not make (docs/scaling.md: NCCL_SHM_DISABLE=1 is the fix there)
+NCCL_REPORT = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,ALLOC"}
 PROMPT = "a corgi running along a beach at sunset, waves, cinematic"
 
 
@@ -62,6 +65,8 @@ def run_bare(args, same_settings: bool, load_only: bool = False, gpus: int = 1) 
     """FastVideo alone: load, one warm-up video, then timed ones; frames in hand (return_frames).
     `gpus` > 1: FastVideo's own sequence parallelism over that many GPUs (the baseline of gpus_per_replica)."""
     os.environ["FASTVIDEO_STAGE_LOGGING"] = "1"
+    if gpus > 1:
+        os.environ.update(NCCL_REPORT)
     from fastvideo import VideoGenerator
 
     from serve_app.backends.fastvideo.paths import fastvideo_model_path
@@ -516,7 +521,7 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "eager-noise": lambda a: run_service(a, extra_env={"FASTWAN_NOISE_PREFETCH": "0"}),
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
          "bare-sp2": lambda a: run_bare(a, True, gpus=2),
-         "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}),
+         "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}, extra_env=NCCL_REPORT),
          "fast": lambda a: run_service(a, overrides={"speed_profile": "fast", "light_decoder_path": a.light_decoder}),
          "compare": lambda a: compare_frames(Path(a.out))}
 
