@@ -17,7 +17,10 @@ Modes (each runs in its own process, so each starts with a clean GPU; results go
   no-channels-last  service with the VAE's convs in the contiguous layout (what the bench ran before run 34)
   eager-attention   service with the DiT's attention outside its compiled blocks (FastVideo's boundary, before run 36)
   eager-noise       service with the initial noise drawn in FastVideo's latent stage, not ahead (before run 39)
-  compare     seed-1 frames of service-2 / eager-noise / before / fp8 / fast against service's: PSNR, max and mean difference
+  bare-sp2    bare-same over two GPUs (FastVideo's sequence parallelism; its decode on the first GPU)
+  sp2         service, one replica over two GPUs (gpus_per_replica: 2): the DiT and the VAE decode split
+  sp2-wide    sp2 with the decode's one wide halo (FASTWAN_SPLIT_DECODE=wide), not narrow halos exchanged
+  compare     seed-1 frames of service-2 / eager-noise / sp2 / sp2-wide / before / fp8 / fast against service's: PSNR, max and mean difference
   report      merge the JSON files into a markdown table and a stage plot (PNG)
 A mode given twice runs twice (results <mode>.json, <mode>-2.json, ...): `bare-load cold bare-load cold`.
 
@@ -337,7 +340,7 @@ def compare_frames(out_dir: Path) -> dict:
         return probe_mp4(Path(sample).read_bytes())[1].astype(np.float32) if sample else None
 
     reference, result = frames("service"), {}
-    for name in ("service-2", "eager-noise", "before", "fp8", "fast"):
+    for name in ("service-2", "eager-noise", "sp2", "sp2-wide", "before", "fp8", "fast"):
         other = frames(name) if reference is not None else None
         if other is None or other.shape != reference.shape:
             continue
@@ -403,6 +406,8 @@ def report(out_dir: Path) -> str:
         add("bare FastVideo (mp), our settings, one video over two GPUs (sp_size 2)", load["bare-sp2"])
     if "sp2" in load:
         add("**service, one replica over two GPUs** (gpus_per_replica: 2)", load["sp2"])
+    if "sp2-wide" in load:
+        add("service over two GPUs, the decode's one wide halo (FASTWAN_SPLIT_DECODE=wide)", load["sp2-wide"])
     for mode, name in (("service-2", "service again (restart with the compile cache)"),
                        ("before", "service as before issue 17 (torch's attention order, VAE blocks not compiled)"), ("fp8", "service, fast profile without a light "
                        "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)"),
@@ -480,7 +485,8 @@ def plot_stages(load: dict, path: Path) -> None:
         bars.append(("service, noise drawn\nin the latent stage", load["eager-noise"]))
     if "service" in load:
         bars.append(("service\nend to end", load["service"]))
-    for mode, label in (("fp8", "fast profile,\nFP8 DiT only"), ("fast", "fast profile,\n+ light decoder")):
+    for mode, label in (("fp8", "fast profile,\nFP8 DiT only"), ("fast", "fast profile,\n+ light decoder"),
+                        ("sp2-wide", "two GPUs,\none wide halo"), ("sp2", "two GPUs\n(gpus_per_replica: 2)")):
         if mode in load:
             bars.append((label, load[mode]))
     if "cap32" in load:
@@ -522,6 +528,8 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
          "bare-sp2": lambda a: run_bare(a, True, gpus=2),
          "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}, extra_env=NCCL_REPORT),
+         "sp2-wide": lambda a: run_service(a, overrides={"gpus_per_replica": 2},
+                                           extra_env={**NCCL_REPORT, "FASTWAN_SPLIT_DECODE": "wide"}),
          "fast": lambda a: run_service(a, overrides={"speed_profile": "fast", "light_decoder_path": a.light_decoder}),
          "compare": lambda a: compare_frames(Path(a.out))}
 

@@ -1,7 +1,7 @@
 """What runs over gloo processes, as over the GPUs of one replica: FastVideo's code and the service's, on the CPU.
 
 `tiny_dit` builds FastVideo's Wan DiT (tiny, random, fp32) inside FastVideo's own parallel groups;
-`one_and_two_processes` runs a rank function with one process and with two and returns what the first saved.
+`over_processes` runs a rank function with one process, then two (or as asked), and returns what the first saved.
 """
 
 import os
@@ -51,12 +51,12 @@ def tiny_dit(rank: int, world: int, port: int):
     return model, (latents, text, t_tokens)
 
 
-def one_and_two_processes(rank_fn, tmp_path):
-    """What `rank_fn(rank, world, port, out)`'s first rank saved, with one process and with two (gloo)."""
+def over_processes(rank_fn, tmp_path, worlds=(1, 2)):
+    """What `rank_fn(rank, world, port, out)`'s first rank saved, with each number of processes (gloo)."""
     import socket
 
     outputs = []
-    for world in (1, 2):
+    for world in worlds:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -65,5 +65,3 @@ def one_and_two_processes(rank_fn, tmp_path):
         with mock.patch.dict(os.environ, CUDA_VISIBLE_DEVICES=""):
             mp.spawn(rank_fn, args=(world, port, str(outputs[-1])), nprocs=world, join=True)
     return [torch.load(p) for p in outputs]
-
-

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 
-from tests.fastvideo.gloo import one_and_two_processes, tiny_dit
+from tests.fastvideo.gloo import over_processes, tiny_dit
 
 
 def compiled_dit_rank(rank: int, world: int, port: int, out: str, backend: str = "inductor") -> None:
@@ -41,7 +41,7 @@ def test_the_attention_is_compiled_with_its_block_and_gives_the_eager_output(tmp
         pytest.skip("inductor's CPU code needs a C++ compiler; none here")
     rank_fn = functools.partial(compiled_dit_rank, backend=backend)
     rank_fn.__name__ = f"compiled_dit_{backend}"
-    one, two = one_and_two_processes(rank_fn, tmp_path)
+    one, two = over_processes(rank_fn, tmp_path)
     assert one["report"]["dit_attention_compiled"] == "2 layers in the graph", one["report"]
     assert one["graph_breaks"] == {} and one["graphs"] == 1, (one["graphs"], one["graph_breaks"])
     assert torch.allclose(one["compiled"], one["eager"], atol=1e-4), (one["compiled"] - one["eager"]).abs().max()

@@ -2,11 +2,13 @@
 each over two gloo processes, against one process (fp32). The replica of two real GPUs: tests/gpu/test_sequence_parallel.py.
 """
 
+import functools
 import os
 
+import pytest
 import torch
 
-from tests.fastvideo.gloo import one_and_two_processes, tiny_dit
+from tests.fastvideo.gloo import over_processes, tiny_dit
 
 
 def tiny_dit_rank(rank: int, world: int, port: int, out: str) -> None:
@@ -22,14 +24,16 @@ def tiny_dit_rank(rank: int, world: int, port: int, out: str) -> None:
 
 def test_the_dit_split_over_two_processes_gives_one_processs_output(tmp_path):
     """Per-token timesteps (image-to-video) sharded like the tokens: the same numbers as one process (fp32)."""
-    one, two = one_and_two_processes(tiny_dit_rank, tmp_path)
+    one, two = over_processes(tiny_dit_rank, tmp_path)
     assert one.shape == two.shape == (1, 48, 5, 8, 16)
     assert torch.allclose(one, two, atol=1e-5), (one - two).abs().max()
 
 
-def split_decode_rank(rank: int, world: int, port: int, out: str) -> None:
-    """One rank: the service's streaming decoding stage on a tiny random Wan 2.2 VAE, its band of one video."""
+def split_decode_rank(rank: int, world: int, port: int, out: str, halos: str = "") -> None:
+    """One rank: the service's streaming decoding stage on a tiny random Wan 2.2 VAE, its band of one video.
+    `halos`: "" (narrow ones exchanged at each resolution, the default) or "wide" (FASTWAN_SPLIT_DECODE)."""
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # as tiny_dit_rank
+    os.environ["FASTWAN_SPLIT_DECODE"] = halos
     from types import SimpleNamespace
 
     import fastvideo.pipelines.stages.decoding as decoding
@@ -38,6 +42,7 @@ def split_decode_rank(rank: int, world: int, port: int, out: str) -> None:
     from fastvideo.configs.models.vaes.wanvae import WanVAEArchConfig
     from fastvideo.models.vaes.wanvae import AutoencoderKLWan
 
+    from serve_app.backends.fastvideo.split_decode import bands, exchange_fits
     from serve_app.backends.fastvideo.streaming import SPLIT_DECODE, StreamingDecodingStage
     from serve_app.backends.fastvideo.vae import speed_up_wan_vae
 
@@ -61,17 +66,26 @@ def split_decode_rank(rank: int, world: int, port: int, out: str) -> None:
         batch = SimpleNamespace(latents=latents, extra={SPLIT_DECODE: (rank, world)} if world > 1 else {},
                                 return_trajectory_decoded=False)
         outputs[name] = StreamingDecodingStage(vae).forward(batch, args).output
+    outputs["exchanged"] = exchange_fits(vae.decoder, bands(30, world, 0))
     if rank == 0:
         torch.save(outputs, out)
     else:
-        assert all(o.shape[2] == 0 for o in outputs.values())  # it delivered nothing
+        assert all(o.shape[2] == 0 for k, o in outputs.items() if k != "exchanged")  # it delivered nothing
     dist.destroy_process_group()
 
 
-def test_the_decode_split_over_two_processes_gives_one_processs_frames(tmp_path):
-    """Each process decodes a band of columns with its halo (split_decode.py); gathered, the video is the one a
-    single process decodes (fp32: equal to rounding); a batch of two videos is decoded by the first alone."""
-    one, two = one_and_two_processes(split_decode_rank, tmp_path)
-    for name in ("one", "two"):
-        assert one[name].shape == two[name].shape and one[name].shape[-1] == 30 * 16, name
-        assert torch.allclose(one[name], two[name], atol=1e-5), (name, (one[name] - two[name]).abs().max())
+@pytest.mark.parametrize("halos", ["", "wide"])
+def test_the_decode_split_over_processes_gives_one_processs_frames(tmp_path, halos):
+    """Each process decodes a band of columns (split_decode.py): with narrow halos exchanged at each resolution
+    (the default; over three processes the middle one takes halos from both sides), or one wide halo. Gathered,
+    the video is the one a single process decodes (fp32: equal to rounding); a batch of two videos is decoded by
+    the first alone."""
+    rank_fn = functools.partial(split_decode_rank, halos=halos)
+    rank_fn.__name__ = f"split_decode_{halos or 'narrow'}"
+    worlds = (1, 2) if halos else (1, 2, 3)
+    one, *split = over_processes(rank_fn, tmp_path, worlds)
+    for world, got in zip(worlds[1:], split):
+        assert got["exchanged"] is (halos != "wide"), (world, halos)
+        for name in ("one", "two"):
+            assert one[name].shape == got[name].shape and one[name].shape[-1] == 30 * 16, (world, name)
+            assert torch.allclose(one[name], got[name], atol=1e-5), (world, name, (one[name] - got[name]).abs().max())

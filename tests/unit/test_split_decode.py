@@ -1,7 +1,7 @@
 """One video's VAE decode over a replica's GPUs (serve_app/backends/fastvideo/split_decode.py), its pure-torch parts.
 
-The bands, the halo counted from a decoder's modules, the mid block's crop and the gather over two gloo
-processes. The Wan decoder itself decoded in bands (equal to a whole decode): tests/fastvideo/test_split_over_processes.py.
+The bands, the halos counted from a decoder's modules (one wide one, or narrow ones at each resolution), the mid
+block's crop and the gather over two gloo processes. The Wan decoder itself decoded in bands (equal to a whole decode): tests/fastvideo/test_split_over_processes.py.
 """
 
 import socket
@@ -12,7 +12,15 @@ torch = pytest.importorskip("torch")
 import torch.multiprocessing as mp  # noqa: E402
 from torch import nn  # noqa: E402
 
-from serve_app.backends.fastvideo.split_decode import Band, bands, decoder_halo, decoding_band, gather_bands  # noqa: E402
+from serve_app.backends.fastvideo.split_decode import (  # noqa: E402
+    Band,
+    bands,
+    decoder_halo,
+    decoding_band,
+    exchange_fits,
+    gather_bands,
+    station_halos,
+)
 
 
 @pytest.mark.parametrize("width, parts, halo", [(80, 2, 13), (30, 3, 9), (7, 2, 20), (81, 4, 3)])
@@ -55,6 +63,22 @@ def test_the_halo_counts_each_3x3_conv_at_its_resolution():
     # 6 + 0.5 + 3 + 0.25 + 1.5 + 0.125 + 0.75 + 0.125 = 12.25 latent columns
     assert decoder_halo(_decoder(3)) == 13
     assert decoder_halo(_decoder(2)) == 9  # 4 + 0.5 + 2 + 0.25 + 1 + 0.125 + 0.5 + 0.125 = 8.5
+
+
+def test_the_narrow_halos_are_what_the_next_block_reaches_at_its_own_resolution():
+    # after the mid block and after each of Wan 2.2's up-blocks: 6 + 0.5 columns of the block's input (its
+    # upsampling conv runs at twice its resolution), 6 for the last (no upsampler), 1 for the head's 3x3 conv
+    assert station_halos(_decoder(3)) == (7, 7, 7, 6, 1)
+    assert station_halos(_decoder(2)) == (5, 5, 5, 4, 1)
+
+
+def test_halos_are_exchanged_only_where_every_band_is_wider_than_they_are(monkeypatch):
+    decoder = _decoder(3)  # 7 latent columns after the mid block
+    assert exchange_fits(decoder, bands(80, 2, 0))  # 1280 px on two GPUs: 40 columns each
+    assert exchange_fits(decoder, bands(56, 8, 0))  # 7 each: just enough
+    assert not exchange_fits(decoder, bands(50, 8, 0))  # 6 or 7 each: a neighbour cannot give 7
+    monkeypatch.setenv("FASTWAN_SPLIT_DECODE", "wide")
+    assert not exchange_fits(decoder, bands(80, 2, 0))
 
 
 def test_the_mid_block_hands_on_only_the_band_while_decoding_it():

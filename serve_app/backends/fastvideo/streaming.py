@@ -134,11 +134,18 @@ class StreamingDecodingStage(DecodingStage):
             yield chunk
 
     def split_chunks(self, latents, fastvideo_args, rank: int, world: int):
-        """This GPU's band of each chunk (split_decode.py), all-gathered: whole chunks, the same on every GPU."""
+        """This GPU's band of each chunk (split_decode.py), all-gathered: whole chunks, the same on every GPU.
+        Narrow halos exchanged at each resolution where the bands are wide enough, else one wide halo."""
         from serve_app.backends.fastvideo import split_decode
 
-        every = split_decode.bands(latents.shape[-1], world, split_decode.decoder_halo(self.vae.decoder))
-        with split_decode.decoding_band(self.vae.decoder, every[rank]):
+        decoder, width = self.vae.decoder, latents.shape[-1]
+        every = split_decode.bands(width, world, 0)
+        if split_decode.exchange_fits(decoder, every):
+            decoding = split_decode.exchanging_halos(decoder, every[rank], rank, world)
+        else:
+            every = split_decode.bands(width, world, split_decode.decoder_halo(decoder))
+            decoding = split_decode.decoding_band(decoder, every[rank])
+        with decoding:
             for kept in split_decode.band_chunks(self.decode_chunks(latents, fastvideo_args), every[rank]):
                 yield split_decode.gather_bands(kept, every, rank)
 
