@@ -1,5 +1,6 @@
-"""One video over two GPUs, its numerics on the CPU: the DiT split by sequence and the VAE decode split in bands,
-each over two gloo processes, against one process (fp32). The replica of two real GPUs: tests/gpu/test_sequence_parallel.py.
+"""One video over several GPUs, its numerics on the CPU: the DiT split by sequence and the VAE decode split in
+bands, over two (and three) gloo processes, against one process (fp32).
+The replica of two real GPUs: tests/gpu/test_sequence_parallel.py.
 """
 
 import functools
