@@ -30,8 +30,10 @@ def served(tiny_model_root, tmp_path_factory):
     serve_bin = Path(sys.executable).with_name("serve")
     log = open(work / "serve.log", "wb")
     (work / "launched_at").write_text(repr(time.time()))  # for the start-up timeline test
+    # Ctrl-C must reach it even when these tests run as a background job, whose SIGINT is ignored (exec keeps that)
     proc = subprocess.Popen([str(serve_bin), "run", str(config_path)], cwd=work, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", timeout_s=240)
         yield f"http://127.0.0.1:{port}", work
