@@ -10,6 +10,8 @@ from unittest import mock
 import torch
 import torch.multiprocessing as mp
 
+from devtools.procs import free_port
+
 
 def tiny_dit(rank: int, world: int, port: int):
     """FastVideo's Wan DiT (tiny, random, fp32) on `world` gloo processes, and its inputs: per-token timesteps
@@ -53,13 +55,9 @@ def tiny_dit(rank: int, world: int, port: int):
 
 def over_processes(rank_fn, tmp_path, worlds=(1, 2)):
     """What `rank_fn(rank, world, port, out)`'s first rank saved, with each number of processes (gloo)."""
-    import socket
-
     outputs = []
     for world in worlds:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         outputs.append(tmp_path / f"{rank_fn.__name__}{world}.pt")
         # no GPU from the start: set in the child after torch's import, dynamo still thought CUDA was there (run 39)
         with mock.patch.dict(os.environ, CUDA_VISIBLE_DEVICES=""):

@@ -133,8 +133,8 @@ def exchange_fits(decoder: nn.Module, own: list[Band]) -> bool:
     if os.environ.get("FASTWAN_SPLIT_DECODE") == "wide":
         return False
     narrowest, scale = min(b.keep_stop - b.keep_start for b in own), 1
-    for halo, block in zip(station_halos(decoder), [None, *decoder.up_blocks]):
-        scale *= 2 ** _up_block(block)[1] if block is not None else 1
+    for halo, upsamples in zip(station_halos(decoder), [0, *(_up_block(b)[1] for b in decoder.up_blocks)]):
+        scale *= 2 ** upsamples
         if narrowest * scale < halo:
             return False
     return True
