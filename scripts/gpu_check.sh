@@ -7,7 +7,7 @@
 #   bash scripts/gpu_check.sh dit                # one full-size DiT forward alone, profiled (bench/dit_step.py)
 #   bash scripts/gpu_check.sh noise              # the initial noise's draw, stock and ahead (bench/noise_draw.py)
 # First argument: sections (startup, dit, noise, tiny, conv, vae, encode, full); for full, the bench modes and extra bench arguments.
-# Knobs: SKIP_TESTS, GPU_TESTS (pytest paths), SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, VAE_PASSES, VAE_ARGS,
+# Knobs: SKIP_TESTS, GPU_TESTS (pytest paths), SKIP_SERVE, SKIP_RAY_VS_MP (tiny steps), RAY_VS_MP_N, EXECUTORS, VAE_VARIANTS, VAE_N, VAE_PASSES, VAE_SIZES, VAE_ARGS,
 # *_TIMEOUT.
 # Everything that touches the GPU runs inside scripts/box.sh (private IPC namespace, 64 MiB /dev/shm),
 # the way a container without --ipc=host sees the machine. Logs and results go to $OUT.
@@ -29,10 +29,11 @@ export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:Tr
 mkdir -p "$RAY_TMPDIR"
 declare -A status
 
-step() {  # step NAME TIMEOUT CMD...: run, log to $OUT/NAME.log, remember pass/fail
+step() {  # step NAME TIMEOUT CMD...: run, log to $OUT/NAME.log, remember pass/fail (STEP_SIGNAL: what ends it)
   local name=$1 limit=$2; shift 2
   local start=$SECONDS
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  # -k: a process that ignores the signal is killed 15 s later (run 44's tests ignored SIGTERM for 6 minutes)
+  timeout -s "${STEP_SIGNAL:-TERM}" -k 15 "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   status[$name]="rc=$rc $((SECONDS - start))s"
   echo "== $name: rc=$rc in $((SECONDS - start)) s"; tail -n 25 "$OUT/$name.log"
@@ -41,7 +42,9 @@ step() {  # step NAME TIMEOUT CMD...: run, log to $OUT/NAME.log, remember pass/f
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; python3 -V
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; df -h /dev/shm | tail -1
   python3 -c "import sys, os; print('dont_write_bytecode', sys.flags.dont_write_bytecode, 'cpus', os.cpu_count())"
-  find /tmp/site -name '*.pyc' | wc -l | sed 's/^/pyc files in \/tmp\/site: /'; } \
+  find /tmp/site -name '*.pyc' | wc -l | sed 's/^/pyc files in \/tmp\/site: /'
+  # a warm machine keeps an earlier call's processes: any still on the GPU are named here
+  nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv,noheader | sed 's/^/on the GPU already: /'; } \
   > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 SECTIONS=${1:-tiny}
@@ -56,7 +59,18 @@ if [[ " $SECTIONS " == *" noise "* ]]; then  # the initial noise's draw: FastVid
 fi
 if [[ " $SECTIONS " == *" tiny "* ]]; then
   step tiny_model 120 python3 -m serve_app.models.tiny --out /tmp/m/tiny
-  [ -n "${SKIP_TESTS:-}" ] || step backend_tests "${TESTS_TIMEOUT:-240}" scripts/box.sh python3 -m pytest ${GPU_TESTS:-tests/gpu tests/fastvideo} -q -p no:cacheprovider -o addopts=""
+  if [ -z "${SKIP_TESTS:-}" ]; then
+    # SIGINT at the time limit: pytest then still prints the failures so far (SIGTERM lost them in run 44); each
+    # test at most TEST_EACH_TIMEOUT s where pytest-timeout is installed; tests/gpu (Ray, the GPU in its workers)
+    # and tests/fastvideo (CUDA in the test process) in processes of their own unless GPU_TESTS names what to run
+    each=(); python3 -c "import pytest_timeout" 2> /dev/null && each=(--timeout "${TEST_EACH_TIMEOUT:-150}")
+    # (the handler set explicitly: a command started in the background begins with SIGINT ignored)
+    pytest_gpu() { STEP_SIGNAL=INT step "$1" "${TESTS_TIMEOUT:-240}" scripts/box.sh python3 -c "import signal, sys, pytest
+signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(pytest.main(sys.argv[1:]))" \
+      -q -rfE --tb=short -p no:cacheprovider -o addopts="" "${each[@]}" "${@:2}"; }
+    if [ -n "${GPU_TESTS:-}" ]; then pytest_gpu backend_tests $GPU_TESTS
+    else pytest_gpu backend_tests tests/gpu; pytest_gpu fastvideo_tests tests/fastvideo; fi
+  fi
   [ -n "${SKIP_SERVE:-}" ] || step serve_http "${SERVE_TIMEOUT:-270}" scripts/box.sh python3 scripts/gpu_serve_check.py --model tiny \
     --tiny-dir /tmp/m/tiny --out "$OUT" --ready-timeout 200
   [ -n "${SKIP_RAY_VS_MP:-}" ] || step ray_vs_mp "${RAY_VS_MP_TIMEOUT:-300}" scripts/box.sh python3 bench/ray_vs_mp.py --model tiny --tiny-dir /tmp/m/tiny \
@@ -68,8 +82,11 @@ fi
 if [[ " $SECTIONS " == *" vae "* ]]; then
   export TORCHINDUCTOR_CACHE_DIR=/tmp/vae-cc  # VAE_PASSES=2: a second process with the first one's compile cache
   for pass in $(seq "${VAE_PASSES:-1}"); do
-    step "vae_decode-$pass" "${VAE_TIMEOUT:-400}" python3 bench/vae_decode.py --n "${VAE_N:-2}" --profile --out "$OUT" \
-      --tag "-$pass" ${VAE_ARGS:-} --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"
+    for size in ${VAE_SIZES:-1280x704}; do  # VAE_SIZES="672x704 848x704 1280x704": one GPU's band of a split decode
+      tag="-$pass"; [ "$size" = 1280x704 ] || tag="-$pass-$size"
+      step "vae_decode$tag" "${VAE_TIMEOUT:-400}" python3 bench/vae_decode.py --n "${VAE_N:-2}" --profile --out "$OUT" \
+        --tag "$tag" --size "$size" ${VAE_ARGS:-} --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"
+    done
   done
   unset TORCHINDUCTOR_CACHE_DIR
 fi
@@ -77,7 +94,10 @@ if [[ " $SECTIONS " == *" encode "* ]]; then  # the MP4 encode alone, by content
   step mp4_encode "${ENCODE_TIMEOUT:-200}" python3 bench/mp4_encode.py --out "$OUT"
 fi
 if [[ " $SECTIONS " == *" full "* ]]; then
-  step full_model 300 python3 -m serve_app.models.full --out /tmp/full
+  if [ -f /tmp/full/.built ]; then echo "== full_model: kept from this machine's earlier call"; else  # a warm machine
+    step full_model 300 python3 -m serve_app.models.full --out /tmp/full
+    [ "${status[full_model]%% *}" = rc=0 ] && touch /tmp/full/.built
+  fi
   step light_decoder 60 python3 -m serve_app.models.light_decoder --out /tmp/light-decoder.pth
   step bench "${FULL_TIMEOUT:-560}" python3 bench/gpu_bench.py --model-dir /tmp/full/FastWan2.2-TI2V-5B-Diffusers --out "$OUT" \
     ${3:-} ${2:-bare variants cap32}

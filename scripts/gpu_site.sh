@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS_SH=${WHEELS_SH:-../shared/device/wheels.sh}
 [ -d .whl ] || bash "$WHEELS_SH" pydantic-settings==2.16.3 python-dotenv python-multipart av==18.1.0 \
-  prometheus-client httpx httpcore h11 anyio sniffio
+  prometheus-client httpx httpcore h11 anyio sniffio pytest-timeout  # pytest-timeout: gpu_check.sh bounds each test
 stage=$(mktemp -d)
 for w in .whl/*.whl; do unzip -q -o "$w" -d "$stage"; done
 find "$stage" -type d \( -name tests -o -name __pycache__ \) -prune -exec rm -rf {} +
