@@ -340,7 +340,7 @@ def compare_frames(out_dir: Path) -> dict:
         return probe_mp4(Path(sample).read_bytes())[1].astype(np.float32) if sample else None
 
     reference, result = frames("service"), {}
-    for name in ("service-2", "eager-noise", "sp2", "sp2-wide", "before", "fp8", "fast"):
+    for name in ("service-2", "eager-noise", "sp2", "sp2-wide", "sp2-eager-attention", "before", "fp8", "fast"):
         other = frames(name) if reference is not None else None
         if other is None or other.shape != reference.shape:
             continue
@@ -408,6 +408,9 @@ def report(out_dir: Path) -> str:
         add("**service, one replica over two GPUs** (gpus_per_replica: 2)", load["sp2"])
     if "sp2-wide" in load:
         add("service over two GPUs, the decode's one wide halo (FASTWAN_SPLIT_DECODE=wide)", load["sp2-wide"])
+    if "sp2-eager-attention" in load:
+        add("service over two GPUs, DiT attention and all-to-all outside the compiled blocks",
+            load["sp2-eager-attention"])
     for mode, name in (("service-2", "service again (restart with the compile cache)"),
                        ("before", "service as before issue 17 (torch's attention order, VAE blocks not compiled)"), ("fp8", "service, fast profile without a light "
                        "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)"),
@@ -486,7 +489,9 @@ def plot_stages(load: dict, path: Path) -> None:
     if "service" in load:
         bars.append(("service\nend to end", load["service"]))
     for mode, label in (("fp8", "fast profile,\nFP8 DiT only"), ("fast", "fast profile,\n+ light decoder"),
-                        ("sp2-wide", "two GPUs,\none wide halo"), ("sp2", "two GPUs\n(gpus_per_replica: 2)")):
+                        ("sp2-wide", "two GPUs,\none wide halo"),
+                        ("sp2-eager-attention", "two GPUs, attention\noutside its graphs"),
+                        ("sp2", "two GPUs\n(gpus_per_replica: 2)")):
         if mode in load:
             bars.append((label, load[mode]))
     if "cap32" in load:
@@ -530,6 +535,8 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}, extra_env=NCCL_REPORT),
          "sp2-wide": lambda a: run_service(a, overrides={"gpus_per_replica": 2},
                                            extra_env={**NCCL_REPORT, "FASTWAN_SPLIT_DECODE": "wide"}),
+         "sp2-eager-attention": lambda a: run_service(a, overrides={"gpus_per_replica": 2}, extra_env={
+             **NCCL_REPORT, "FASTVIDEO_DISABLE_ATTENTION_COMPILE": "1"}),
          "fast": lambda a: run_service(a, overrides={"speed_profile": "fast", "light_decoder_path": a.light_decoder}),
          "compare": lambda a: compare_frames(Path(a.out))}
 

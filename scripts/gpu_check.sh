@@ -82,7 +82,7 @@ fi
 if [[ " $SECTIONS " == *" vae "* ]]; then
   export TORCHINDUCTOR_CACHE_DIR=/tmp/vae-cc  # VAE_PASSES=2: a second process with the first one's compile cache
   for pass in $(seq "${VAE_PASSES:-1}"); do
-    for size in ${VAE_SIZES:-1280x704}; do  # VAE_SIZES="672x704 848x704 1280x704": one GPU's band of a split decode
+    for size in ${VAE_SIZES:-1280x704}; do  # "672x704 848x704 1280x704": one GPU's band of a split decode
       tag="-$pass"; [ "$size" = 1280x704 ] || tag="-$pass-$size"
       step "vae_decode$tag" "${VAE_TIMEOUT:-400}" python3 bench/vae_decode.py --n "${VAE_N:-2}" --profile --out "$OUT" \
         --tag "$tag" --size "$size" ${VAE_ARGS:-} --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"

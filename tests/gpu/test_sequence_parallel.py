@@ -85,6 +85,9 @@ def test_a_two_gpu_replica_runs_one_worker_per_gpu(runs):
     assert runs["two"]["options"]["gpus_per_replica"] == 2 and runs["one"]["options"]["gpus_per_replica"] == 1
     assert [w["rank"] for w in workers] == [0, 1] and len({w["pid"] for w in workers}) == 2, workers
     assert runs["two"]["options"]["prestarted_worker"] == "adopted"  # rank 0 is the worker started ahead
+    # the DiT compiled with its attention and the Ulysses all-to-all (NCCL) inside the graph (dit_compile.py)
+    compiled = runs["two"]["options"]["dit_attention_compiled"]
+    assert compiled.endswith("all-to-all over 2 GPUs too"), compiled
 
 
 @pytest.mark.parametrize("kind", ["t2v", "i2v"])
