@@ -63,7 +63,7 @@ if [[ " $SECTIONS " == *" tiny "* ]]; then
     # SIGINT at the time limit: pytest then still prints the failures so far (SIGTERM lost them in run 44); each
     # test at most TEST_EACH_TIMEOUT s where pytest-timeout is installed; tests/gpu (Ray, the GPU in its workers)
     # and tests/fastvideo (CUDA in the test process) in processes of their own unless GPU_TESTS names what to run
-    each=(); python3 -c "import pytest_timeout" 2> /dev/null && each=(--timeout "${TEST_EACH_TIMEOUT:-150}")
+    each=(); python3 -c "import pytest_timeout" 2> /dev/null && each=(--timeout "${TEST_EACH_TIMEOUT:-300}")
     # (the handler set explicitly: a command started in the background begins with SIGINT ignored)
     pytest_gpu() { STEP_SIGNAL=INT step "$1" "${TESTS_TIMEOUT:-240}" scripts/box.sh python3 -c "import signal, sys, pytest
 signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(pytest.main(sys.argv[1:]))" \
