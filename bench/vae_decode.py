@@ -239,8 +239,7 @@ def main() -> None:
                     sync()
                 f.write(f"== {name}\n{prof.key_averages().table(sort_by='cuda_time_total', row_limit=18)}\n")
     rows = [f"| VAE decode variant at {w}x{h}x{args.frames} (bf16 autocast, channels-last, cuDNN autotune unless named) "
-            "| median s | "
-            "runs s | peak GB | max / mean abs diff |", "|---|---|---|---|---|"]
+            "| median s | runs s | peak GB | max / mean abs diff |", "|---|---|---|---|---|"]
     for name, r in results.items():
         if name == "kernels" or "times" not in r:
             rows += [f"| {name} | {r['error']} | | | |"] if "error" in r else []
