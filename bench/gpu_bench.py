@@ -17,10 +17,11 @@ Modes (each runs in its own process, so each starts with a clean GPU; results go
   no-channels-last  service with the VAE's convs in the contiguous layout (what the bench ran before run 34)
   eager-attention   service with the DiT's attention outside its compiled blocks (FastVideo's boundary, before run 36)
   eager-noise       service with the initial noise drawn in FastVideo's latent stage, not ahead (before run 39)
+  vae-add-apart     service with the VAE upsamplers' interleave and shortcut add as two eager passes (before run 48)
   bare-sp2    bare-same over two GPUs (FastVideo's sequence parallelism; its decode on the first GPU)
   sp2         service, one replica over two GPUs (gpus_per_replica: 2): the DiT and the VAE decode split
   sp2-wide    sp2 with the decode's one wide halo (FASTWAN_SPLIT_DECODE=wide), not narrow halos exchanged
-  compare     seed-1 frames of service-2 / eager-noise / sp2 / sp2-wide / before / fp8 / fast against service's: PSNR, max and mean difference
+  compare     seed-1 frames of service-2 / eager-noise / vae-add-apart / sp2 / sp2-wide / before / fp8 / fast against service's: PSNR, max and mean difference
   report      merge the JSON files into a markdown table and a stage plot (PNG)
 A mode given twice runs twice (results <mode>.json, <mode>-2.json, ...): `bare-load cold bare-load cold`.
 
@@ -340,7 +341,7 @@ def compare_frames(out_dir: Path) -> dict:
         return probe_mp4(Path(sample).read_bytes())[1].astype(np.float32) if sample else None
 
     reference, result = frames("service"), {}
-    for name in ("service-2", "eager-noise", "sp2", "sp2-wide", "sp2-eager-attention", "before", "fp8", "fast"):
+    for name in ("service-2", "eager-noise", "vae-add-apart", "sp2", "sp2-wide", "sp2-eager-attention", "before", "fp8", "fast"):
         other = frames(name) if reference is not None else None
         if other is None or other.shape != reference.shape:
             continue
@@ -416,7 +417,8 @@ def report(out_dir: Path) -> str:
                        "decoder (FP8 DiT)"), ("fast", "**service, fast profile** (FP8 DiT + light decoder)"),
                        ("no-channels-last", "service, VAE convs not channels-last (the bench before run 34)"),
                        ("eager-attention", "service, DiT attention outside the compiled blocks (before run 36)"),
-                       ("eager-noise", "service, initial noise drawn in the latent stage (before run 39)")):
+                       ("eager-noise", "service, initial noise drawn in the latent stage (before run 39)"),
+                       ("vae-add-apart", "service, VAE interleave and shortcut add apart (before run 48)")):
         stem = json.loads(p.read_text()) if (p := out_dir / f"{mode}.json").exists() else None
         if stem and stem.get("runs"):
             add(name, stem)
@@ -486,6 +488,8 @@ def plot_stages(load: dict, path: Path) -> None:
         bars.append(("service, DiT attention\noutside its graphs", load["eager-attention"]))
     if "eager-noise" in load:
         bars.append(("service, noise drawn\nin the latent stage", load["eager-noise"]))
+    if "vae-add-apart" in load:
+        bars.append(("service, VAE shortcut\nadded apart", load["vae-add-apart"]))
     if "service" in load:
         bars.append(("service\nend to end", load["service"]))
     for mode, label in (("fp8", "fast profile,\nFP8 DiT only"), ("fast", "fast profile,\n+ light decoder"),
@@ -530,6 +534,7 @@ MODES = {"bare": lambda a: run_bare(a, False), "bare-same": lambda a: run_bare(a
          "no-channels-last": lambda a: run_service(a, overrides={"vae_channels_last": False}),
          "eager-attention": lambda a: run_service(a, extra_env={"FASTVIDEO_DISABLE_ATTENTION_COMPILE": "1"}),
          "eager-noise": lambda a: run_service(a, extra_env={"FASTWAN_NOISE_PREFETCH": "0"}),
+         "vae-add-apart": lambda a: run_service(a, extra_env={"FASTWAN_VAE_FUSED_SHORTCUT": "0"}),
          "fp8": lambda a: run_service(a, overrides={"speed_profile": "fast"}),
          "bare-sp2": lambda a: run_bare(a, True, gpus=2),
          "sp2": lambda a: run_service(a, overrides={"gpus_per_replica": 2}, extra_env=NCCL_REPORT),

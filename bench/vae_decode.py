@@ -92,6 +92,38 @@ def difference(video, stage, z, args, base: str) -> dict:
             f"mean_abs_diff_vs_{base}": round(diff.mean().item(), 6)}
 
 
+KERNEL_KINDS = (  # (kind, substrings of a CUDA kernel's name), first match wins
+    ("conv", ("conv", "fprop", "dgrad", "implicit", "xmma", "cudnn", "sm90_", "cutlass")),
+    ("compiled (triton)", ("triton",)),
+    ("copy / cat / layout", ("copy", "cat", "nchw", "nhwc", "transpose", "memcpy", "memset")),
+    ("elementwise (eager)", ("elementwise", "vectorized", "reduce", "upsample", "fill")),
+)
+
+
+def profile_kernels(fn, path: Path) -> dict:
+    """One call profiled: its CUDA kernels' time by kind, and the 40 slowest kernels in `path`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sync()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        sync()
+    kinds: dict = {}
+    for event in prof.key_averages():
+        total = getattr(event, "self_device_time_total", None)
+        total = event.self_cuda_time_total if total is None else total
+        if total <= 0:
+            continue
+        low = event.key.lower()
+        kind = next((k for k, marks in KERNEL_KINDS if any(m in low for m in marks)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + total / 1e3
+    kinds = {k: round(v, 1) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}
+    kinds["all kernels"] = round(sum(kinds.values()), 1)
+    path.write_text(f"{json.dumps(kinds)}\n"
+                    f"{prof.key_averages().table(sort_by='self_cuda_time_total', row_limit=40, max_name_column_width=90)}\n")
+    return kinds
+
+
 def chunked_decode(stage, z, args, k: int):
     """FastVideo's streaming decode, k latent frames a call (the service streams one a call)."""
     import torch
@@ -128,7 +160,7 @@ def main() -> None:
 
     from serve_app.backends.fastvideo.streaming import VIDEO_SINK, StreamingDecodingStage, StreamingEncoder
     from serve_app.backends.fastvideo.worker_ops import Delivery
-    from serve_app.backends.fastvideo.vae import compile_decoder_blocks, speed_up_wan_vae
+    from serve_app.backends.fastvideo.vae import FUSED_SHORTCUT_ENV, compile_decoder_blocks, speed_up_wan_vae
     from serve_app.media.video import encode_mp4
     from serve_app.media.yuv import rgb_to_i420
 
@@ -141,7 +173,7 @@ def main() -> None:
     options = {"stock": {}, "before": dict(upsample_blocks=False), "upsample": dict(fuse_norms=False, conv_padding=False),
                "padding": dict(fuse_norms=False, native_upsample=False),
                "fused": dict(native_upsample=False, conv_padding=False), "all": {}, "stream": {}}
-    results, reference, vaes = {}, None, {}
+    results, reference, vaes, first_compiled = {}, None, {}, None
     bf16 = fastvideo_args("bf16")
     for name in args.variants.split():
         if name == "fp32":
@@ -168,13 +200,17 @@ def main() -> None:
             results[name]["encode_tail_s"] = [round(x, 3) for x in tails[1:]]
         elif name.startswith("chunk") or name.startswith("compiled"):  # k latent frames a call / compiled blocks
             vae = copy.deepcopy(stock)
-            speed_up_wan_vae(vae, upsample_blocks=not name.endswith("-before"))
             # compiled: the service's blocks and chunk loop; -all: every residual block; -upblocks: each up-block
             # whole; -plain: the service's blocks in FastVideo's own loop (three chunk shapes: before);
-            # -before: without the folded upsampling and shortcut views (before run 33)
+            # -before: without the folded upsampling and shortcut views (before run 33); -add-apart: the
+            # upsampler's interleave and the shortcut add as two eager passes (before run 48)
+            apart = name.endswith("-add-apart")
+            os.environ[FUSED_SHORTCUT_ENV] = "0" if apart else "1"
+            speed_up_wan_vae(vae, upsample_blocks=not name.endswith("-before"))
+            os.environ.pop(FUSED_SHORTCUT_ENV)
             if name.startswith("compiled"):
-                blocks = {"compiled-all": "all", "compiled-upblocks": "up-blocks"}.get(name.removesuffix("-before"),
-                                                                                        "high-resolution")
+                base = name.removesuffix("-before").removesuffix("-add-apart")
+                blocks = {"compiled-all": "all", "compiled-upblocks": "up-blocks"}.get(base, "high-resolution")
                 results.setdefault("kernels", {})[name] = compile_decoder_blocks(vae, blocks)
             stage = StreamingDecodingStage(vae)
             k = int(name.removeprefix("chunk")) if name.startswith("chunk") else 1
@@ -192,10 +228,20 @@ def main() -> None:
                 warm = {"warmup_decode_s": round(time.perf_counter() - t, 2)}
                 results[name] = {**timed(lambda: decode(z), args.n), **warm,
                                  "graphs": torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs}
+                if args.profile:  # the decode as the service runs it, kernel by kernel (what is not a conv)
+                    results[name]["kernels_ms"] = profile_kernels(lambda: decode(z), out / f"vae_profile-{name}.txt")
                 video = decode(z)
                 base = "all" if "all" in vaes else next(iter(vaes), None)  # else the first eager variant
                 if base is not None:
                     results[name].update(difference(video, DecodingStage(vaes[base]), z, bf16, base))
+                elif first_compiled is None:  # no eager variant: against the first compiled one
+                    first_compiled = (name, video)
+                else:
+                    diff = (video.float() - first_compiled[1].float()).abs()
+                    results[name].update({f"max_abs_diff_vs_{first_compiled[0]}": round(diff.max().item(), 5),
+                                          f"mean_abs_diff_vs_{first_compiled[0]}": round(diff.mean().item(), 6),
+                                          "bit_equal": bool(torch.equal(video, first_compiled[1]))})
+                    del diff
                 del video
             except Exception as exc:  # noqa: BLE001 - an experiment that cannot run says why
                 results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
@@ -248,6 +294,9 @@ def main() -> None:
         diff = f"{r[f'max_abs_diff_vs_{base}']} / {r[f'mean_abs_diff_vs_{base}']} (vs {base})" if base else "-"
         extra = f" (warm-up decode {r['warmup_decode_s']} s, {r['graphs']} graphs)" if "graphs" in r else ""
         rows.append(f"| {name}{extra} | {r['median_s']} | {r['times']} | {r['peak_gb']} | {diff} |")
+    for name, r in results.items():
+        if isinstance(r, dict) and "kernels_ms" in r:
+            rows.append(f"| {name}: GPU kernel ms by kind (one decode, profiled) | {r['kernels_ms']} | | | |")
     if "sequential MP4 encode" in results:
         rows.append(f"| (MP4 encode of the stock output, after it: {results['sequential MP4 encode']['median_s']} s, "
                     f"{results['sequential MP4 encode']['bytes'] / 1e6:.1f} MB) | | | | |")

@@ -67,7 +67,7 @@ if [[ " $SECTIONS " == *" tiny "* ]]; then
     # (the handler set explicitly: a command started in the background begins with SIGINT ignored)
     pytest_gpu() { STEP_SIGNAL=INT step "$1" "${TESTS_TIMEOUT:-240}" scripts/box.sh python3 -c "import signal, sys, pytest
 signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(pytest.main(sys.argv[1:]))" \
-      -q -rfE --tb=short -p no:cacheprovider -o addopts="" "${each[@]}" "${@:2}"; }
+      -v -rfE --tb=short --durations=15 -p no:cacheprovider -o addopts="" "${each[@]}" "${@:2}"; }
     if [ -n "${GPU_TESTS:-}" ]; then pytest_gpu backend_tests $GPU_TESTS
     else pytest_gpu backend_tests tests/gpu; pytest_gpu fastvideo_tests tests/fastvideo; fi
   fi
@@ -85,7 +85,7 @@ if [[ " $SECTIONS " == *" vae "* ]]; then
     for size in ${VAE_SIZES:-1280x704}; do  # "672x704 848x704 1280x704": one GPU's band of a split decode
       tag="-$pass"; [ "$size" = 1280x704 ] || tag="-$pass-$size"
       step "vae_decode$tag" "${VAE_TIMEOUT:-400}" python3 bench/vae_decode.py --n "${VAE_N:-2}" --profile --out "$OUT" \
-        --tag "$tag" --size "$size" ${VAE_ARGS:-} --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"
+        --tag="$tag" --size "$size" ${VAE_ARGS:-} --variants "${VAE_VARIANTS:-fp32 stock upsample padding fused all stream}"
     done
   done
   unset TORCHINDUCTOR_CACHE_DIR

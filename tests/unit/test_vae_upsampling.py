@@ -90,3 +90,64 @@ def test_the_shortcut_view_refuses_what_it_cannot_express():
     x = torch.randn(1, 4, 2, 3, 3)
     dup = SimpleNamespace(factor_t=2, factor_s=2, out_channels=8, repeats=16)  # more repeats than sub-positions
     assert duplicated_view(x, dup, (1, 8, 4, 6, 6)) is None
+
+
+@pytest.mark.parametrize("cin, cout, ft, frames", [(8, 4, 1, 3), (8, 8, 2, 2)])  # Wan's upsample2d / upsample3d
+def test_the_shortcut_added_as_the_parities_interleave_gives_the_upsampler_plus_dupup3d(cin, cout, ft, frames):
+    """What the up-block hands its folded upsampler (PENDING_SHORTCUT) comes back added, in WanResample's
+    frames: the same values as the stock upsample + conv, then DupUp3D's shortcut added."""
+    from serve_app.backends.fastvideo.upsampling import PENDING_SHORTCUT, PendingShortcut
+
+    mid = 6  # the upsampler's input channels (the residual blocks' output)
+    stock = _pair(mid, cout)
+    folded = copy.deepcopy(stock)
+    fold_upsample_conv(folded)
+    block_input = torch.randn(1, cin, frames, 5, 7, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last_3d)
+    t = frames * ft  # WanResample's frames after its time upsampling
+    x = torch.randn(t, mid, 5, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    dup = SimpleNamespace(factor_t=ft, factor_s=2, out_channels=cout, repeats=cout * ft * 4 // cin)
+    shortcut = _dup_up(block_input, cout, ft, 2)  # (1, cout, t, 10, 14)
+    with torch.no_grad():
+        want = stock(x) + shortcut[0].permute(1, 0, 2, 3)
+        pending = PendingShortcut(block_input, dup)
+        token = PENDING_SHORTCUT.set(pending)
+        try:
+            got = folded(x)
+        finally:
+            PENDING_SHORTCUT.reset(token)
+        alone = folded(x)  # nothing pending: the upsampler alone, as before
+    assert pending.added and got.shape == want.shape == (t, cout, 10, 14)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(alone, stock(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_shortcut_that_does_not_fit_is_left_to_the_up_block():
+    from serve_app.backends.fastvideo.upsampling import PendingShortcut
+
+    z = torch.randn(3, 16, 6, 8).contiguous(memory_format=torch.channels_last)  # 3 frames of 4 x 10 x 14
+    dup = SimpleNamespace(factor_t=2, factor_s=2, out_channels=4, repeats=4)
+    assert not PendingShortcut(torch.randn(1, 4, 2, 5, 7), dup).fits(z, 4)  # the first chunk: one frame dropped
+    assert PendingShortcut(torch.randn(1, 4, 2, 5, 7), SimpleNamespace(**{**vars(dup), "factor_t": 1})).fits(
+        torch.randn(2, 16, 6, 8), 4) is True
+    assert not PendingShortcut(torch.randn(1, 4, 2, 5, 7, dtype=torch.bfloat16), dup).fits(
+        torch.randn(4, 16, 6, 8), 4)  # another dtype than the upsampler's output
+
+
+@pytest.mark.parametrize("ft", [1, 2])
+def test_the_compiled_form_of_the_interleave_and_add_traces_as_one_graph_with_the_same_numbers(ft):
+    """The service compiles `interleave_plus_shortcut` (inductor on the GPU, fullgraph: no break, no eager
+    fallback); the same trace here (aot_eager), against the eager in-place form, bit for bit, same layout."""
+    import torch._dynamo
+
+    from serve_app.backends.fastvideo.upsampling import interleave_and_add_shortcut, interleave_plus_shortcut
+
+    z = torch.randn(2 * ft, 16, 6, 8).contiguous(memory_format=torch.channels_last).bfloat16()
+    block_input = torch.randn(1, 8, 2, 5, 7).contiguous(memory_format=torch.channels_last_3d).bfloat16()
+    dup = SimpleNamespace(factor_t=ft, factor_s=2, out_channels=4, repeats=4 * ft * 4 // 8)
+    torch._dynamo.reset()
+    compiled = torch.compile(interleave_plus_shortcut, backend="aot_eager", dynamic=False, fullgraph=True)
+    want = interleave_and_add_shortcut(z, 4, block_input, dup)
+    for got in (interleave_plus_shortcut(z, 4, block_input, dup), compiled(z, 4, block_input, dup)):
+        assert torch.equal(got, want) and got.stride() == want.stride()

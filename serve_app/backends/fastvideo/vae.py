@@ -11,7 +11,8 @@ those passes over 0.5-1 GB activations cost about as much as the convolutions. `
 - runs each upsampler's nearest 2x upsampling and 3x3 conv as one 2x2 conv at the low resolution whose four
   output groups are the four pixel parities (the same sums with the weights pre-added: 4/9 of the conv's work,
   no upsampled copy; equal within bf16 rounding), and adds an up-block's duplicated shortcut as a view in one
-  in-place add (stock: a clone, a repeat, a permuted copy and an add of mixed layouts; same numbers);
+  in-place add (stock: a clone, a repeat, a permuted copy and an add of mixed layouts; same numbers), and,
+  with `compiled`, adds it as the upsampler's parities interleave: one compiled pass instead of two eager ones;
 - and, with `compile_decoder_blocks`, compiles each decoder residual block, so the causal caches'
   copies, the residual adds and the norms around its convs run as fewer, fused kernels.
 
@@ -23,13 +24,18 @@ Imports fastvideo: import this module only where FastVideo is installed.
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
 from fastvideo.models.vaes import wanvae
 from torch import nn
 
-from serve_app.backends.fastvideo.upsampling import duplicated_view, fold_upsample_conv
+from serve_app.backends.fastvideo.upsampling import (
+    PENDING_SHORTCUT, PendingShortcut, SubPixelUpsampleConv, duplicated_view, fold_upsample_conv)
+
+
+FUSED_SHORTCUT_ENV = "FASTWAN_VAE_FUSED_SHORTCUT"  # "0": interleave and shortcut add as two eager passes (bench)
 
 
 def _rms_norm_silu(x: torch.Tensor, weight: torch.Tensor, silu: bool) -> torch.Tensor:
@@ -95,7 +101,17 @@ class ViewShortcutUpBlock(wanvae.WanResidualUpBlock):
         for resnet in self.resnets:
             x = resnet(x)
         if self.upsampler is not None:
-            x = self.upsampler(x)
+            if torch.compiler.is_compiling():  # a whole up-block compiled (`up-blocks`): inductor fuses the add
+                x = self.upsampler(x)
+            else:  # handed to the folded upsampler, the shortcut is added as its parities interleave
+                pending = PendingShortcut(block_input, shortcut)
+                token = PENDING_SHORTCUT.set(pending)
+                try:
+                    x = self.upsampler(x)
+                finally:
+                    PENDING_SHORTCUT.reset(token)
+                if pending.added:  # the strides the in-place add below leaves (a size-1 batch's, as torch views it)
+                    return x.view(pending.view_shape).view(x.shape)
         view = duplicated_view(block_input, shortcut, x.shape) if x.dtype == block_input.dtype else None
         return x + shortcut(block_input) if view is None else x.view(view.shape).add_(view).view(x.shape)
 
@@ -106,10 +122,13 @@ def speed_up_wan_vae(vae: nn.Module, *, fuse_norms: bool = True, native_upsample
 
     Run it after the VAE's dtype is set: the folded upsampling weights are made from the weights as they are."""
     counts = {"fused_norms": 0, "native_upsamples": 0, "padded_convs": 0, "folded_upsample_convs": 0,
-              "view_shortcuts": 0}
+              "view_shortcuts": 0, "compiled_shortcut_adds": 0}
     for module in vae.modules():
         if upsample_blocks and type(module) is wanvae.WanResample and isinstance(module.resample, nn.Sequential):
             counts["folded_upsample_convs"] += fold_upsample_conv(module.resample)
+            if isinstance(module.resample, SubPixelUpsampleConv):
+                module.resample.compiled = compiled and os.environ.get(FUSED_SHORTCUT_ENV) != "0"
+                counts["compiled_shortcut_adds"] += module.resample.compiled
         if upsample_blocks and type(module) is wanvae.WanResidualUpBlock:
             module.__class__ = ViewShortcutUpBlock
             counts["view_shortcuts"] += module.avg_shortcut is not None
