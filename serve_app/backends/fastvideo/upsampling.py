@@ -47,16 +47,14 @@ class PendingShortcut:
     1280x704x121 decode on an H200 (run 47). Compiled, the two are one kernel with the same numbers."""
 
     def __init__(self, block_input: torch.Tensor, dup: nn.Module):
-        self.block_input, self.dup, self.added, self.view_shape = block_input, dup, False, None
+        self.block_input, self.dup, self.added = block_input, dup, False
 
     def fits(self, z: torch.Tensor, channels: int) -> bool:
         n, m = self.block_input.shape[0], z.shape[0]
         if z.dtype != self.block_input.dtype or m % n:
             return False
         shape = (n, channels, m // n, 2 * (z.shape[2] - 1), 2 * (z.shape[3] - 1))
-        view = duplicated_view(self.block_input, self.dup, shape)
-        self.view_shape = None if view is None else view.shape
-        return view is not None
+        return duplicated_view(self.block_input, self.dup, shape) is not None
 
 
 PENDING_SHORTCUT: contextvars.ContextVar = contextvars.ContextVar("pending_shortcut", default=None)

@@ -100,19 +100,20 @@ class ViewShortcutUpBlock(wanvae.WanResidualUpBlock):
         block_input = x  # no clone: the residual blocks and the upsampler make new tensors
         for resnet in self.resnets:
             x = resnet(x)
-        if self.upsampler is not None:
-            if torch.compiler.is_compiling():  # a whole up-block compiled (`up-blocks`): inductor fuses the add
+        # handed to the folded upsampler, the shortcut is added as its parities interleave (not where a whole
+        # up-block is compiled, `up-blocks`: inductor fuses the add there)
+        pending = None if torch.compiler.is_compiling() else PendingShortcut(block_input, shortcut)
+        if self.upsampler is not None and pending is None:
+            x = self.upsampler(x)
+        elif self.upsampler is not None:  # the context variable is left alone while dynamo traces
+            token = PENDING_SHORTCUT.set(pending)
+            try:
                 x = self.upsampler(x)
-            else:  # handed to the folded upsampler, the shortcut is added as its parities interleave
-                pending = PendingShortcut(block_input, shortcut)
-                token = PENDING_SHORTCUT.set(pending)
-                try:
-                    x = self.upsampler(x)
-                finally:
-                    PENDING_SHORTCUT.reset(token)
-                if pending.added:  # the strides the in-place add below leaves (a size-1 batch's, as torch views it)
-                    return x.view(pending.view_shape).view(x.shape)
+            finally:
+                PENDING_SHORTCUT.reset(token)
         view = duplicated_view(block_input, shortcut, x.shape) if x.dtype == block_input.dtype else None
+        if pending is not None and pending.added:  # added: only the strides the in-place add below would leave
+            return x.view(view.shape).view(x.shape)  # (a size-1 batch's, as torch views it: compiled blocks guard it)
         return x + shortcut(block_input) if view is None else x.view(view.shape).add_(view).view(x.shape)
 
 
